@@ -43,6 +43,7 @@ Triton kernels.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -54,6 +55,21 @@ NEG_INF = float("-inf")
 # Positions per block: the prefix sums are re-based and the state re-normalised at every block
 # boundary, so this bounds the magnitude float32 has to carry inside a block.
 _BLOCK = 32
+
+
+@contextlib.contextmanager
+def _one_thread_on_cpu(device: torch.device):
+    """The scan issues many tiny ops; on a CPU, intra-op threads only add synchronisation (two
+    threads on a busy machine were measured 50x slower than one). Restored on exit."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,19 +149,33 @@ def _prepare(emissions, transitions, durations, lengths, init, final, start_bias
     # so moving mu * d into the duration score is exact, and the prefix sums no longer drift
     # linearly (their drift would cancel between S[t] and S[s] only after rounding). logZ does
     # not depend on mu, so mu carries no gradient.
-    finite = torch.isfinite(em) & valid.transpose(0, 1)
-    count = finite.sum(dim=0).clamp(min=1)
-    mu = (torch.where(finite, em, torch.zeros_like(em)).sum(dim=0) / count).detach()  # (B, C)
-    em = torch.where(finite, em - mu, em)
+    finite = torch.isfinite(em)
+    count = (finite & valid.transpose(0, 1)).sum(dim=0).clamp(min=1)
+    em_finite = torch.where(finite, em, torch.zeros_like(em))
+    mu = (em_finite.sum(dim=0) / count).detach()  # (B, C)
+    # A -inf emission forbids every segment of that label covering the position. Prefix sums
+    # cannot carry -inf (S[t] - S[s] would be -inf - -inf), so it becomes a reach limit instead:
+    # a segment starting at s ends at or before the first forbidden position at or after s.
+    forbidden = torch.isneginf(em)
+    em = em_finite - mu
+    me_forbid = None
+    if forbidden.any():
+        pos = torch.arange(T, device=device)[:, None, None].expand(T, B, C)
+        first_bad = torch.where(forbidden, pos, torch.full_like(pos, T))
+        me_forbid = first_bad.flip(0).cummin(dim=0).values.flip(0)  # (T, B, C)
     me = None
     if max_end is not None:
         if max_end.shape != (B, T, C):
             raise ValueError(f"max_end must be (B, T, C) = {(B, T, C)}, got {tuple(max_end.shape)}")
-        me_valid = torch.where(valid, max_end.to(torch.int64), torch.full((), T, dtype=torch.int64,
-                                                                           device=device))
+        me = torch.where(valid, max_end.to(torch.int64), torch.full((), T, dtype=torch.int64,
+                                                                     device=device))
+        me = me.transpose(0, 1)
+    if me_forbid is not None:
+        me = me_forbid if me is None else torch.minimum(me, me_forbid)
+    if me is not None:
         # Rows for starts before position 0 never hold a live message; any value will do.
         pad = torch.full((K, B, C), T, dtype=torch.int64, device=device)
-        me = torch.cat([pad, me_valid.transpose(0, 1)], dim=0).contiguous()
+        me = torch.cat([pad, me], dim=0).contiguous()
 
     def vector(name, x):
         if x is None:
@@ -474,7 +504,8 @@ class _LogPartition(torch.autograd.Function):
                 lengths, max_end):
         inp = _prepare(emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end)
-        logz, checkpoints = _forward(inp, is_max=False)
+        with _one_thread_on_cpu(inp.device):
+            logz, checkpoints = _forward(inp, is_max=False)
         ctx.inp, ctx.checkpoints = inp, checkpoints
         ctx.in_dtypes = [x.dtype if x is not None else None
                          for x in (emissions, transitions, durations, init, final, start_bias,
@@ -485,7 +516,8 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logz):
         (logz,) = ctx.saved_tensors
-        g = _outside(ctx.inp, logz, ctx.checkpoints, grad_logz.to(torch.float64))
+        with _one_thread_on_cpu(ctx.inp.device):
+            g = _outside(ctx.inp, logz, ctx.checkpoints, grad_logz.to(torch.float64))
         needs = ctx.needs_input_grad
         B_first = [g.em.transpose(0, 1), g.trans, g.dur, g.init, g.final,
                    g.sb.transpose(0, 1), g.eb.transpose(0, 1)]
@@ -529,8 +561,10 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     """
     inp = _prepare(emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
                    max_end)
-    score, checkpoints = _forward(inp, is_max=True)
-    return score.to(inp.dtype), _traceback(inp, score, checkpoints)
+    with _one_thread_on_cpu(inp.device):
+        score, checkpoints = _forward(inp, is_max=True)
+        segments = _traceback(inp, score, checkpoints)
+    return score.to(inp.dtype), segments
 
 
 @torch.no_grad()
@@ -555,8 +589,9 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
     """:func:`semicrf_posteriors` plus logZ (B,) from the same forward scan."""
     inp = _prepare(emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
                    max_end)
-    logz, checkpoints = _forward(inp, is_max=False)
-    g = _outside(inp, logz, checkpoints, torch.ones_like(logz))
+    with _one_thread_on_cpu(inp.device):
+        logz, checkpoints = _forward(inp, is_max=False)
+        g = _outside(inp, logz, checkpoints, torch.ones_like(logz))
     label_post = g.em.transpose(0, 1).contiguous()
     boundary_post = g.eb.sum(dim=2).transpose(0, 1).contiguous()
     return label_post, boundary_post, logz.to(inp.dtype)

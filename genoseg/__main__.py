@@ -1,0 +1,3 @@
+from genoseg.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Annotation: windows -> encoder -> contig scores -> semi-CRF decode -> GFF3/BED/tracks."""

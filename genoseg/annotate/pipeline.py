@@ -1,0 +1,247 @@
+"""Genome annotation: every contig is decoded as ONE sequence, with no seams.
+
+For each contig: the encoder runs over windows that overlap by at least its receptive field, and
+only each window's central part is kept, so the stitched score track equals what the encoder
+would give on the whole contig at once; the semi-CRF then scans the whole contig (Viterbi path,
+label and boundary posteriors). Small contigs are packed into batches. Segments become gene
+models (gene schemes, GFF3) or labelled intervals (BED); posteriors become tracks.
+
+Scores written: a GFF3 gene/mRNA score (and a BED score / 1000) is the mean posterior probability
+of the predicted label over the feature's bases (exons only, for gene models).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genoseg.errors import InputError
+from genoseg.inputs import InputSource, TrackSpec
+
+log = logging.getLogger(__name__)
+# Contigs packed into one CRF batch hold at most this many padded positions in total.
+PACK_POSITIONS = 2_000_000
+
+
+@dataclass
+class AnnotateOutputs:
+    gff3: str | None = None
+    bed: str | None = None
+    posteriors: str | None = None  # prefix: PREFIX.h5, PREFIX.<track>.bw (and .bedGraph)
+    bedgraph: bool = False
+
+
+@dataclass
+class ContigResult:
+    seqid: str
+    length: int
+    segments: np.ndarray  # (n, 3) [start, end, label]
+    segment_scores: np.ndarray  # (n,) mean label posterior of each segment
+    label_post: np.ndarray | None = None  # (L, C) float32
+    boundary_post: np.ndarray | None = None  # (L,) float32
+    log_z: float = float("nan")
+
+
+@dataclass
+class Summary:
+    contigs: int = 0
+    bases: int = 0
+    genes: int = 0
+    segments: int = 0
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+
+def contig_emissions(model, source: InputSource, seqid: str, length: int, device,
+                     window: int, overlap: int, batch_size: int) -> torch.Tensor:
+    """(length, C) float32 emissions of one contig, stitched from overlapping windows.
+
+    Window k keeps its outputs for [a, b) and reads inputs [a - h, b + h) clipped to the contig,
+    h = half the receptive field; outputs there depend only on inputs inside the window, and at
+    the contig ends the convolution's zero padding is the same as for the whole contig.
+    """
+    half = (model.receptive_field - 1) // 2
+    core = max(1, window - 2 * half)
+    cores = [(a, min(a + core, length)) for a in range(0, length, core)]
+    out = torch.empty((length, model.config.scheme.C), dtype=torch.float32)
+    for k in range(0, len(cores), batch_size):
+        group = cores[k:k + batch_size]
+        spans = [(max(0, a - half), min(length, b + half)) for a, b in group]
+        width = max(e - s for s, e in spans)
+        x = np.zeros((len(group), width, model.in_channels), dtype=np.float32)
+        for j, (s, e) in enumerate(spans):
+            x[j, :e - s] = source.read(seqid, s, e)
+        with torch.no_grad():
+            y = model(torch.from_numpy(x).to(device)).float().cpu()
+        # A window shorter than the batch's widest is zero-padded on its right; that only
+        # happens at the contig end, where the padding equals the contig end's own padding.
+        for j, ((a, b), (s, e)) in enumerate(zip(group, spans)):
+            out[a:b] = y[j, a - s:b - s]
+    return out
+
+
+def decode_batch(model, emissions: list[torch.Tensor], device, want_posteriors: bool
+                 ) -> list[tuple]:
+    """Viterbi + posteriors for contigs of different lengths in one padded batch."""
+    from genoseg.crf import backend
+
+    lengths = torch.tensor([e.shape[0] for e in emissions], dtype=torch.int64)
+    T, C = int(lengths.max()), emissions[0].shape[1]
+    em = torch.zeros((len(emissions), T, C), dtype=torch.float32)
+    for b, e in enumerate(emissions):
+        em[b, :e.shape[0]] = e
+    em, lengths_d = em.to(device), lengths.to(device)
+    with torch.no_grad():
+        crf = {k: v.float() for k, v in model.head.crf_inputs().items()}
+        scores, paths = backend.semicrf_viterbi(em, lengths=lengths_d, **crf)
+        label_post, boundary_post, log_z = backend.posteriors_and_logz(
+            em, lengths=lengths_d, **crf)
+    results = []
+    for b in range(len(emissions)):
+        L = int(lengths[b])
+        lp = label_post[b, :L].float().cpu().numpy()
+        results.append((paths[b].cpu().numpy(), lp, boundary_post[b, :L].float().cpu().numpy(),
+                        float(log_z[b]), float(scores[b])))
+    return results
+
+
+def _segment_scores(segments: np.ndarray, label_post: np.ndarray) -> np.ndarray:
+    """Mean posterior of each segment's own label over its bases (via cumulative sums)."""
+    if len(segments) == 0:
+        return np.zeros(0)
+    csum = np.concatenate([np.zeros((1, label_post.shape[1])),
+                           np.cumsum(label_post, axis=0, dtype=np.float64)])
+    s, e, c = segments[:, 0], segments[:, 1], segments[:, 2]
+    return (csum[e, c] - csum[s, c]) / (e - s)
+
+
+def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device="cpu",
+             tracks: str | None = None, bams: tuple[str, ...] = (), min_mapq: int = 0,
+             progress: bool = True) -> Summary:
+    """Annotate every contig of ``genome`` with ``model`` and write the requested outputs."""
+    cfg = model.config
+    scheme = cfg.scheme
+    source = InputSource(genome, tracks, bams, min_mapq)
+    inputs = meta.get("inputs", {})
+    source.check_matches(TrackSpec(tuple(inputs.get("hdf5_tracks", ())),
+                                   int(inputs.get("n_bam", 0))), f"model {meta.get('path', '')}")
+    lengths = source.lengths
+    want_posteriors = outputs.posteriors is not None
+    summary = Summary(contigs=len(lengths), bases=sum(lengths.values()))
+    t_start = time.perf_counter()
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=summary.bases, unit="bp", unit_scale=True, desc="annotate",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    results: dict[str, ContigResult] = {}
+    # Pack contigs of similar length: the CRF scan costs per position of the longest one.
+    order = sorted(lengths, key=lambda s: lengths[s])
+    groups, current, longest = [], [], 0
+    for seqid in order:
+        n = lengths[seqid]
+        if current and max(longest, n) * (len(current) + 1) > PACK_POSITIONS:
+            groups.append(current)
+            current, longest = [], 0
+        current.append(seqid)
+        longest = max(longest, n)
+    if current:
+        groups.append(current)
+    for group in groups:
+        ems = [contig_emissions(model, source, s, lengths[s], device, cfg.annotate.window,
+                                cfg.annotate.overlap, cfg.annotate.batch_size) for s in group]
+        for seqid, (segments, lp, bp, log_z, vscore) in zip(group, decode_batch(
+                model, ems, device, want_posteriors)):
+            if not np.isfinite(vscore):
+                raise InputError(f"{seqid}: the model's label scheme allows no segmentation of "
+                                 "this contig")
+            results[seqid] = ContigResult(
+                seqid=seqid, length=lengths[seqid], segments=segments,
+                segment_scores=_segment_scores(segments, lp),
+                label_post=lp if want_posteriors else None,
+                boundary_post=bp if want_posteriors else None, log_z=log_z)
+            bar.update(lengths[seqid])
+    bar.close()
+    ordered = [results[s] for s in source.names]
+    source.close()
+    _write_outputs(ordered, scheme, meta, outputs, lengths, summary)
+    summary.seconds = time.perf_counter() - t_start
+    summary.segments = sum(len(r.segments) for r in ordered)
+    return summary
+
+
+def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: AnnotateOutputs,
+                   lengths: dict[str, int], summary: Summary) -> None:
+    from genoseg.io.features import Segment
+    from genoseg.labels.runs import merge_segments
+
+    if outputs.gff3 is not None:
+        if scheme.kind != "gene":
+            raise InputError(f"model scheme {scheme.name!r} is not a gene-structure scheme; "
+                             "write --bed instead of GFF3")
+        from genoseg.io.gff3 import write_gff3
+        from genoseg.labels.gene import segments_to_transcripts
+
+        transcripts = []
+        for r in results:
+            transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
+                                                   segment_scores=r.segment_scores)
+        write_gff3(outputs.gff3, transcripts, lengths, source="genoseg")
+        summary.genes = len(transcripts)
+        summary.outputs.append(outputs.gff3)
+    if outputs.bed is not None:
+        from genoseg.io.bed import write_bed
+
+        segments = []
+        background = scheme.background
+        for r in results:
+            runs, members = merge_segments(r.segments)
+            for (s, e, c), idx in zip(runs, members):
+                label = scheme.labels[int(c)]
+                if label == background:
+                    continue
+                score = float(np.mean(r.segment_scores[idx])) if len(idx) else None
+                strand = "+" if label.endswith("+") else "-" if label.endswith("-") else "."
+                segments.append(Segment(r.seqid, int(s), int(e), label, strand, score))
+        write_bed(outputs.bed, segments, colors=dict(zip(scheme.labels, scheme.colors)),
+                  bed9=True, seqids=list(lengths))
+        summary.outputs.append(outputs.bed)
+    if outputs.posteriors is not None:
+        _write_posteriors(results, scheme, meta, outputs, lengths, summary)
+
+
+def _write_posteriors(results, scheme, meta, outputs: AnnotateOutputs, lengths, summary):
+    from genoseg.io.tracks import HDF5TrackWriter, write_bedgraph, write_bigwig
+
+    prefix = outputs.posteriors
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    h5_path = f"{prefix}.h5"
+    attrs = {"labels": list(scheme.labels), "model": meta.get("path", ""),
+             "model_sha256": meta.get("weights_sha256", ""), "coordinates": "0-based"}
+    with HDF5TrackWriter(h5_path, attrs=attrs) as writer:
+        for r in results:
+            writer.add(r.seqid, "label_posterior", r.label_post, {"labels": list(scheme.labels)})
+            writer.add(r.seqid, "boundary_posterior", r.boundary_post)
+    summary.outputs.append(h5_path)
+    tracks = {"boundary": {r.seqid: r.boundary_post for r in results}}
+    for c, label in enumerate(scheme.labels):
+        tracks[_safe_name(label)] = {r.seqid: r.label_post[:, c] for r in results}
+    for name, values in tracks.items():
+        path = f"{prefix}.{name}.bw"
+        write_bigwig(path, lengths, values)
+        summary.outputs.append(path)
+        if outputs.bedgraph:
+            path = f"{prefix}.{name}.bedGraph"
+            write_bedgraph(path, values)
+            summary.outputs.append(path)
+
+
+def _safe_name(label: str) -> str:
+    return label.replace("+", "plus").replace("-", "minus").replace("/", "_")

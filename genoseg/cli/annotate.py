@@ -1,0 +1,58 @@
+"""genoseg annotate: segment a genome with a trained model."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("genome", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", default=None,
+              help="Model directory or shipped model name (default: the shipped default model).")
+@click.option("--output", "-o", "gff3", default=None, type=click.Path(dir_okay=False),
+              help="GFF3 gene models (gene-structure models). Default: stdout when no other "
+                   "output is given.")
+@click.option("--bed", default=None, type=click.Path(dir_okay=False),
+              help="BED9 of predicted segments (non-background labels, itemRgb per label).")
+@click.option("--posteriors", "posteriors", default=None,
+              help="Prefix for posterior tracks: PREFIX.h5 plus PREFIX.<track>.bw per label and "
+                   "for boundaries.")
+@click.option("--bedgraph", is_flag=True, help="With --posteriors, also write bedGraph files.")
+@click.option("--tracks", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 feature tracks, if the model was trained with them.")
+@click.option("--bam", "bams", multiple=True, type=click.Path(dir_okay=False),
+              help="BAM coverage inputs, if the model was trained with them.")
+@click.option("--min-mapq", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, device,
+             quiet):
+    """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from genoseg.annotate.pipeline import AnnotateOutputs
+    from genoseg.annotate.pipeline import annotate as run_annotate
+    from genoseg.models import load_model
+    from genoseg.training.loop import pick_device
+
+    if bedgraph and posteriors is None:
+        raise click.UsageError("--bedgraph needs --posteriors PREFIX")
+    dev = pick_device(device)
+    net, meta = load_model(model, device=str(dev))
+    to_stdout = gff3 is None and bed is None and posteriors is None
+    with tempfile.TemporaryDirectory() as tmp:
+        target = str(Path(tmp) / "out.gff3") if to_stdout else gff3
+        summary = run_annotate(net, meta, genome,
+                               AnnotateOutputs(gff3=target, bed=bed, posteriors=posteriors,
+                                               bedgraph=bedgraph),
+                               device=dev, tracks=tracks, bams=tuple(bams), min_mapq=min_mapq,
+                               progress=not quiet)
+        if to_stdout:
+            sys.stdout.write(Path(target).read_text())
+            sys.stdout.flush()
+    rate = summary.bases / summary.seconds if summary.seconds else float("nan")
+    click.echo(f"genoseg: {summary.contigs} contigs, {summary.bases:,} bp in {summary.seconds:.1f} s "
+               f"({rate:,.0f} bp/s); {summary.genes} genes, {summary.segments} segments"
+               + (f"; wrote {', '.join(summary.outputs)}" if not to_stdout else ""), err=True)

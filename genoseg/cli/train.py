@@ -1,0 +1,52 @@
+"""genoseg train: learn a model from an annotated genome."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+
+@click.command()
+@click.option("--genome", "-g", required=True, type=click.Path(dir_okay=False),
+              help="FASTA genome (plain, gzip or bgzip).")
+@click.option("--annotation", "-a", required=True, type=click.Path(dir_okay=False),
+              help="Labels: GFF3/GTF gene models (gene schemes) or BED with label names.")
+@click.option("--config", "-c", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Training config TOML (see configs/).")
+@click.option("--tracks", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 feature tracks laid out /{seqid}/{track}.")
+@click.option("--bam", "bams", multiple=True, type=click.Path(dir_okay=False),
+              help="BAM file whose log1p read coverage is an input track (repeatable).")
+@click.option("--min-mapq", default=0, show_default=True, help="MAPQ filter for --bam coverage.")
+@click.option("--steps", type=int, default=None, help="Override [train] steps.")
+@click.option("--device", default=None, help="Override [train] device: auto, cpu, cuda[:N].")
+@click.option("--seed", type=int, default=None, help="Override [train] seed.")
+@click.option("--status", default="trained", show_default=True,
+              help="Status word recorded in the model card (e.g. provisional).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write (checkpoints there make the run resumable).")
+def train(genome, annotation, config_path, tracks, bams, min_mapq, steps, device, seed, status,
+          quiet, out_dir):
+    """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
+
+    Rerunning the same command on the same output directory resumes from its last checkpoint.
+    """
+    from genoseg.config import load_config, override
+    from genoseg.training.loop import TrainInputs
+    from genoseg.training.loop import train as run_train
+
+    cfg = load_config(config_path)
+    changes = {k: v for k, v in {"train.steps": steps, "train.device": device,
+                                 "train.seed": seed}.items() if v is not None}
+    if changes:
+        cfg = override(cfg, changes)
+    command = "genoseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq),
+                        out_dir, command=command, status=status, progress=not quiet)
+    best = metrics.get("best_validation") or {}
+    click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; validation nll/base "
+               f"{best.get('val_nll_per_base', float('nan')):.4f}, accuracy "
+               f"{best.get('val_accuracy', float('nan')):.4f})", err=True)

@@ -1,0 +1,1 @@
+"""Training: data windows from FASTA + annotation, the loop, checkpoints."""

@@ -1,0 +1,266 @@
+"""The training loop: windows -> encoder -> semi-CRF negative log-likelihood -> AdamW.
+
+Resumable: ``out_dir/checkpoint.pt`` holds the model, optimiser, sampler and RNG states and is
+rewritten atomically every ``checkpoint_every`` steps; running the same command again continues
+where it stopped and gives the same weights as an uninterrupted run. At the end the weights with
+the best validation loss are written as a model directory (see ``genoseg.models``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import genoseg
+from genoseg.config import GenosegConfig
+from genoseg.errors import GenosegError, InputError
+from genoseg.inputs import InputSource
+from genoseg.models import build_network, save_model_dir
+from genoseg.training.data import (WindowSampler, gold_labels, make_batch, split_regions,
+                                   tile_regions)
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+VAL_WINDOWS = 16  # validation windows per evaluation: enough for a stable loss, cheap on a CPU
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    genome: str
+    annotation: str
+    tracks: str | None = None
+    bams: tuple[str, ...] = ()
+    min_mapq: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenosegError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def config_digest(cfg: GenosegConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _lr_factor(step: int, total: int, warmup: int = 50) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _to_device(batch, device):
+    x, y, lengths = batch
+    return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+            torch.from_numpy(lengths).to(device))
+
+
+@torch.no_grad()
+def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[str, float]:
+    """Validation NLL per base and Viterbi per-base label accuracy over fixed windows."""
+    model.eval()
+    nll_sum, bases, correct = 0.0, 0, 0
+    for k in range(0, len(windows), batch_size):
+        x, y, lengths = _to_device(make_batch(source, labels, windows[k:k + batch_size],
+                                              model.config.train.window), device)
+        emissions = model(x)
+        nll, ok = model.head.nll(emissions, y, lengths)
+        nll_sum += float(nll[ok].sum())
+        bases += int(lengths[ok].sum())
+        _, paths = model.head.decode(emissions, lengths)
+        for b, segs in enumerate(paths):
+            pred = torch.zeros(int(lengths[b]), dtype=torch.int64)
+            for s, e, c in segs.tolist():
+                pred[s:e] = c
+            correct += int((pred == y[b, :int(lengths[b])].cpu()).sum())
+    model.train()
+    return {"val_nll_per_base": nll_sum / max(bases, 1), "val_accuracy": correct / max(bases, 1)}
+
+
+def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *,
+          command: str = "", status: str = "trained", progress: bool = True) -> dict:
+    """Train a model and write it to ``out_dir``. Returns the final metrics."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tc = cfg.train
+    device = pick_device(tc.device)
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    source = InputSource(inputs.genome, inputs.tracks, inputs.bams, inputs.min_mapq)
+    if source.spec.n_tracks != cfg.encoder.n_tracks:
+        cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(
+            cfg.encoder, n_tracks=source.spec.n_tracks))
+    labels, counts = gold_labels(inputs.annotation, cfg.scheme, source.lengths)
+    seqids = [s for s in source.names if s in labels]
+    train_regions, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
+    sampler = WindowSampler(source, labels, train_regions, tc.window, tc.seed)
+    val_windows = tile_regions(val_regions, tc.window, limit=VAL_WINDOWS)
+
+    model = build_network(cfg).to(device)
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: _lr_factor(s, tc.steps))
+    state = {"step": 0, "best": None, "best_weights": None, "history": [], "impossible": 0,
+             "seconds": 0.0}
+
+    ckpt_path = out / CHECKPOINT
+    digest = config_digest(cfg)
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt.get("config_digest") != digest:
+            raise GenosegError(f"{ckpt_path}: checkpoint was made with another config; use a new "
+                               "output directory or delete the checkpoint to start over")
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optim"])
+        sched.load_state_dict(ckpt["sched"])
+        sampler.set_state(ckpt["sampler"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = ckpt["state"]
+        log.info("resuming from step %d of %d", state["step"], tc.steps)
+
+    def save_checkpoint():
+        from genoseg.io.atomic import atomic_path
+
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"config_digest": digest, "model": model.state_dict(),
+                        "optim": optim.state_dict(), "sched": sched.state_dict(),
+                        "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
+                        "state": state}, tmp)
+
+    def validate():
+        if not val_windows:
+            return None
+        metrics = evaluate(model, source, labels, val_windows, device, tc.batch_size)
+        metrics["step"] = state["step"]
+        state["history"].append(metrics)
+        if state["best"] is None or metrics["val_nll_per_base"] < state["best"]["val_nll_per_base"]:
+            state["best"] = metrics
+            state["best_weights"] = {k: v.detach().cpu().clone()
+                                     for k, v in model.state_dict().items()}
+        return metrics
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=tc.steps, initial=state["step"], desc="train", unit="step",
+               file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    running = None
+    while state["step"] < tc.steps:
+        t0 = time.perf_counter()
+        x, y, lengths = _to_device(sampler.batch(tc.batch_size), device)
+        loss, n_bad = model.head.loss(model(x), y, lengths)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optim.step()
+        sched.step()
+        state["step"] += 1
+        state["impossible"] += n_bad
+        state["seconds"] += time.perf_counter() - t0
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if state["step"] % tc.checkpoint_every == 0 or state["step"] == tc.steps:
+            metrics = validate()
+            if metrics:
+                bar.write(f"step {state['step']}: train loss {running:.4f}, val nll/base "
+                          f"{metrics['val_nll_per_base']:.4f}, val accuracy "
+                          f"{metrics['val_accuracy']:.4f}", file=sys.stderr)
+            state["train_loss"] = running
+            save_checkpoint()
+    bar.close()
+    if state["impossible"]:
+        log.warning("%d training windows had a labelling the label scheme forbids and were "
+                    "skipped", state["impossible"])
+
+    if state["best_weights"] is not None:
+        model.load_state_dict(state["best_weights"])
+    metrics = {
+        "steps": state["step"],
+        "train_loss_per_base": state.get("train_loss"),
+        "best_validation": state["best"],
+        "training_seconds": round(state["seconds"], 1),
+        "skipped_windows": state["impossible"],
+    }
+    meta = {
+        "genoseg_version": genoseg.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": status,
+        "summary": f"{cfg.scheme.name} scheme, {cfg.encoder.kind} encoder "
+                   f"(width {cfg.encoder.width}, depth {cfg.encoder.depth}), "
+                   f"trained on {Path(inputs.genome).name}",
+        "command": command,
+        "training_data": {
+            "genome": str(inputs.genome), "annotation": str(inputs.annotation),
+            "tracks": inputs.tracks, "bams": list(inputs.bams),
+            "train_sequences": len({r.seqid for r in train_regions}),
+            "validation_sequences": len({r.seqid for r in val_regions}),
+            "train_bases": sum(r.length for r in train_regions),
+            "validation_bases": sum(r.length for r in val_regions),
+            **counts,
+        },
+        "inputs": {"hdf5_tracks": list(source.spec.hdf5_tracks), "n_bam": source.spec.n_bam},
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "metrics": metrics,
+    }
+    save_model_dir(model, out, meta, model_card(cfg, meta))
+    source.close()
+    return metrics
+
+
+def model_card(cfg: GenosegConfig, meta: dict) -> str:
+    """MODEL_CARD.md text."""
+    td, m = meta["training_data"], meta["metrics"]
+    best = m.get("best_validation") or {}
+    lines = [
+        f"# genoseg model: {cfg.scheme.name}",
+        "",
+        f"Status: **{meta['status']}**. Created {meta['created']} with genoseg "
+        f"{meta['genoseg_version']} (torch {meta['torch_version']}, {meta['device']}).",
+        "",
+        "## Training data",
+        f"- genome: `{td['genome']}`",
+        f"- annotation: `{td['annotation']}` ({td['features']} features on {td['sequences']} "
+        "sequences)",
+        f"- split by sequence: {td['train_sequences']} train ({td['train_bases']:,} bp), "
+        f"{td['validation_sequences']} validation ({td['validation_bases']:,} bp)",
+        "",
+        "## Command",
+        "```",
+        meta["command"] or "(library call)",
+        "```",
+        "",
+        "## Model",
+        f"- labels: {', '.join(cfg.scheme.labels)}; max segment length K = {cfg.K}",
+        f"- encoder: dilated residual CNN, width {cfg.encoder.width}, depth {cfg.encoder.depth}, "
+        f"kernel {cfg.encoder.kernel_size}, receptive field {cfg.encoder.receptive_field} bp",
+        f"- training: {m['steps']} steps of {cfg.train.batch_size} x {cfg.train.window} bp "
+        f"windows, AdamW lr {cfg.train.lr}, seed {cfg.train.seed}, "
+        f"{m['training_seconds']} s",
+        "",
+        "## Metrics (validation windows, best checkpoint)",
+        f"- NLL per base: {best.get('val_nll_per_base', float('nan')):.4f}",
+        f"- Viterbi per-base label accuracy: {best.get('val_accuracy', float('nan')):.4f}",
+        f"- at step: {best.get('step', '-')}",
+        "",
+    ]
+    return "\n".join(lines)
