@@ -74,16 +74,21 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     for k in range(0, len(cores), batch_size):
         group = cores[k:k + batch_size]
         spans = [(max(0, a - half), min(length, b + half)) for a, b in group]
-        width = max(e - s for s, e in spans)
-        x = np.zeros((len(group), width, model.in_channels), dtype=np.float32)
+        # One forward pass per window width, never padded: zero *inputs* past a contig end are
+        # not the zero padding every conv layer applies there (the stem's bias, for one), so a
+        # padded last window would change the scores of the contig's last bases.
+        by_width: dict[int, list[int]] = {}
         for j, (s, e) in enumerate(spans):
-            x[j, :e - s] = source.read(seqid, s, e)
-        with torch.no_grad():
-            y = model(torch.from_numpy(x).to(device)).float().cpu()
-        # A window shorter than the batch's widest is zero-padded on its right; that only
-        # happens at the contig end, where the padding equals the contig end's own padding.
-        for j, ((a, b), (s, e)) in enumerate(zip(group, spans)):
-            out[a:b] = y[j, a - s:b - s]
+            by_width.setdefault(e - s, []).append(j)
+        for width, members in by_width.items():
+            x = np.zeros((len(members), width, model.in_channels), dtype=np.float32)
+            for i, j in enumerate(members):
+                x[i] = source.read(seqid, *spans[j])
+            with torch.no_grad():
+                y = model(torch.from_numpy(x).to(device)).float().cpu()
+            for i, j in enumerate(members):
+                (a, b), (s, _) = group[j], spans[j]
+                out[a:b] = y[i, a - s:b - s]
     return out
 
 
@@ -193,7 +198,8 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
         for r in results:
             transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
                                                    segment_scores=r.segment_scores)
-        write_gff3(outputs.gff3, transcripts, lengths, source="genoseg")
+        # Seqids in byte order: the order `gt gff3 -sort` produces and `gt eval` expects.
+        write_gff3(outputs.gff3, transcripts, dict(sorted(lengths.items())), source="genoseg")
         summary.genes = len(transcripts)
         summary.outputs.append(outputs.gff3)
     if outputs.bed is not None:
@@ -235,7 +241,8 @@ def _write_posteriors(results, scheme, meta, outputs: AnnotateOutputs, lengths, 
         tracks[_safe_name(label)] = {r.seqid: r.label_post[:, c] for r in results}
     for name, values in tracks.items():
         path = f"{prefix}.{name}.bw"
-        write_bigwig(path, lengths, values)
+        # 3 decimals: noisy per-base values become runs, which bigWig stores (and writes) fast.
+        write_bigwig(path, lengths, values, decimals=3)
         summary.outputs.append(path)
         if outputs.bedgraph:
             path = f"{prefix}.{name}.bedGraph"

@@ -54,6 +54,21 @@ def cli(verbose: bool) -> None:
                         format="genoseg: %(message)s", stream=sys.stderr)
 
 
+def check_output_path(path: str | None, option: str) -> None:
+    """UsageError unless ``path`` could be created: its nearest existing ancestor must be a
+    writable directory. Checked before any work, so a typo does not cost a whole run."""
+    if path is None:
+        return
+    from pathlib import Path
+
+    parent = Path(path).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"cannot write {path}: {parent} is not a writable directory",
+                                 param_hint=option)
+
+
 def main(argv=None) -> None:
     """Entry point: run the CLI, turning user-fixable errors into one line and exit status 1."""
     from genoseg.errors import GenosegError

@@ -34,11 +34,15 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
 
     from genoseg.annotate.pipeline import AnnotateOutputs
     from genoseg.annotate.pipeline import annotate as run_annotate
+    from genoseg.cli import check_output_path
     from genoseg.models import load_model
     from genoseg.training.loop import pick_device
 
     if bedgraph and posteriors is None:
         raise click.UsageError("--bedgraph needs --posteriors PREFIX")
+    check_output_path(gff3, "--output")
+    check_output_path(bed, "--bed")
+    check_output_path(posteriors and f"{posteriors}.h5", "--posteriors")
     dev = pick_device(device)
     net, meta = load_model(model, device=str(dev))
     to_stdout = gff3 is None and bed is None and posteriors is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -32,12 +33,16 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, steps, device
           quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
-    Rerunning the same command on the same output directory resumes from its last checkpoint.
+    Rerunning the same command on the same output directory resumes from its last checkpoint
+    (after completion: rewrites the same model). A checkpoint made with another config (another
+    --steps, say) is refused: use a new directory or delete OUTPUT/checkpoint.pt.
     """
+    from genoseg.cli import check_output_path
     from genoseg.config import load_config, override
     from genoseg.training.loop import TrainInputs
     from genoseg.training.loop import train as run_train
 
+    check_output_path(str(Path(out_dir) / "weights.pt"), "--output")
     cfg = load_config(config_path)
     changes = {k: v for k, v in {"train.steps": steps, "train.device": device,
                                  "train.seed": seed}.items() if v is not None}

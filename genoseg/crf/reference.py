@@ -221,12 +221,10 @@ class _Block:
 
     c0: int
     c1: int
-    eS: torch.Tensor  # (R, B, C) S[t+1] + end_bias[t] in the block frame
     bins: torch.Tensor  # (K + R, B, C) row K+i: start message of t=c0+i minus S (frame values)
     alphas: torch.Tensor  # (R + 1, B, C)
     starts: torch.Tensor  # (R, B, C)
     lses: torch.Tensor  # (R, B, C) log-sum (or max) over the duration window of each step
-    lognorm: torch.Tensor  # (B,) float64, the frame's normaliser
     bp_dur: torch.Tensor | None = None  # (R, B, C) Viterbi: window row of the best duration
     bp_prev: torch.Tensor | None = None  # (R, B, C) Viterbi: best previous label
 
@@ -294,7 +292,7 @@ def _scan_block(inp: _Inputs, state: _State, c0: int, c1: int, is_max: bool, kee
             torch.logsumexp(X, dim=0, out=lses[i])
         torch.add(lses[i], eS[i], out=alphas[i + 1])
 
-    block = _Block(c0, c1, eS, bins, alphas, starts, lses, state.lognorm, bp_dur, bp_prev) if keep else None
+    block = _Block(c0, c1, bins, alphas, starts, lses, bp_dur, bp_prev) if keep else None
     # Hand over: re-base the carried messages to the next block's prefix-sum origin, then shift
     # everything by its maximum so the next block starts near zero.
     win = bins[R:R + K] + S[R]

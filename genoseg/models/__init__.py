@@ -97,7 +97,12 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str = "cpu
         state = torch.load(model_dir / "weights.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:  # a state dict of another architecture or a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # torch's message is a header line, then one tab-indented line per mismatched tensor:
+        # show the first mismatch, not the header.
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1:] if lines and lines[0].startswith("Error(s) in loading") else lines
+        first = (detail[0].rstrip(".") + (f"; {len(detail) - 1} more" if len(detail) > 1 else "")
+                 if detail else type(exc).__name__)
         raise ModelError(f"{model_dir}: weights do not match config.toml ({first})") from None
     model.eval().to(device)
     meta["path"] = str(model_dir)
@@ -109,13 +114,15 @@ def save_model_dir(model, out_dir: str | os.PathLike, metadata: dict[str, Any],
     """Write config.toml, weights.pt, model.json and MODEL_CARD.md (each atomically)."""
     torch, _ = _torch_modules()
     from genoseg.config import dump_config
-    from genoseg.io.atomic import atomic_open, atomic_path
+    from genoseg.io.atomic import atomic_open
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(model.config, out / "config.toml")
-    with atomic_path(out / "weights.pt") as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    # Saved through a file object: given a path, torch names the zip's root folder after it (here
+    # a random temporary name), so identical weights would get a different sha256 every time.
+    with atomic_open(out / "weights.pt", "wb") as handle:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, handle)
     metadata = dict(metadata, weights_sha256=file_sha256(out / "weights.pt"))
     with atomic_open(out / "model.json") as handle:
         json.dump(metadata, handle, indent=2, sort_keys=True)

@@ -57,6 +57,23 @@ def config_digest(cfg: GenosegConfig) -> str:
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _config_changes(old: dict | None, new: dict) -> str:
+    """'[train] steps 2 -> 4, ...': what differs between two ``to_dict`` configs ('' if unknown)."""
+    if not old:
+        return ""  # a checkpoint from before configs were stored in it
+    changes = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section, {}), new.get(section, {})
+        if section == "scheme":
+            if a != b:
+                changes.append("[scheme] differs")
+            continue
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                changes.append(f"[{section}] {key} {a.get(key)!r} -> {b.get(key)!r}")
+    return ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
+
+
 def _lr_factor(step: int, total: int, warmup: int = 50) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < warmup:
@@ -97,7 +114,6 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
           command: str = "", status: str = "trained", progress: bool = True) -> dict:
     """Train a model and write it to ``out_dir``. Returns the final metrics."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
     device = pick_device(tc.device)
     torch.manual_seed(tc.seed)
@@ -120,13 +136,18 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
     state = {"step": 0, "best": None, "best_weights": None, "history": [], "impossible": 0,
              "seconds": 0.0}
 
+    # Created only once the inputs have been read and checked: bad input leaves nothing behind.
+    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT
     digest = config_digest(cfg)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ckpt.get("config_digest") != digest:
-            raise GenosegError(f"{ckpt_path}: checkpoint was made with another config; use a new "
-                               "output directory or delete the checkpoint to start over")
+            changed = _config_changes(ckpt.get("config"), cfg.to_dict())
+            raise GenosegError(f"{ckpt_path}: checkpoint was made with another config"
+                               + (f" ({changed})" if changed else "")
+                               + "; use a new output directory or delete the checkpoint to start "
+                               "over")
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
@@ -139,7 +160,8 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
         from genoseg.io.atomic import atomic_path
 
         with atomic_path(ckpt_path) as tmp:
-            torch.save({"config_digest": digest, "model": model.state_dict(),
+            torch.save({"config_digest": digest, "config": cfg.to_dict(),
+                        "model": model.state_dict(),
                         "optim": optim.state_dict(), "sched": sched.state_dict(),
                         "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
                         "state": state}, tmp)

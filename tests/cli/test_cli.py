@@ -1,0 +1,678 @@
+"""The `genoseg` command line, end to end: train -> annotate -> outputs, resume, bad inputs.
+
+Most runs are in-process (click's CliRunner), so torch is imported once for the whole module; a
+few go through `python -m genoseg` in a subprocess to check what a user really sees: exit status,
+exactly one line on stderr, no traceback. Everything uses configs/models/tiny_test.toml (a
+width-8 CNN, K = 40, 4 steps) on tests/data/cli/mini.{fa,gff3} (3 fly gene records, 3.5 kb),
+because the CPU reference CRF costs ~100 us per position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from genoseg.cli import cli, main
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "cli"
+TINY_CONFIG = REPO / "configs" / "models" / "tiny_test.toml"
+DEFAULT_MODEL = REPO / "genoseg" / "models" / "default"
+MODEL_FILES = ("config.toml", "weights.pt", "model.json", "MODEL_CARD.md")
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def fasta_lengths(path: Path) -> dict[str, int]:
+    lengths: dict[str, int] = {}
+    name = None
+    for line in path.read_text().splitlines():
+        if line.startswith(">"):
+            name = line[1:].split()[0]
+            lengths[name] = 0
+        elif name is not None:
+            lengths[name] += len(line.strip())
+    return lengths
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def invoke(*args: str):
+    """Run `genoseg ARGS` in-process through click; fail with its output if it did not exit 0."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
+    if result.exit_code != 0:
+        raise AssertionError(f"genoseg {' '.join(map(str, args))} exited {result.exit_code}:\n"
+                             f"{result.output}\n{result.exception!r}")
+    return result
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    """Run the real entry point `genoseg.cli.main` (which turns errors into one line) in-process.
+    Returns (exit status, stdout, stderr)."""
+    runner = CliRunner()
+    with runner.isolation() as streams:
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = streams[0].getvalue().decode(), streams[1].getvalue().decode()
+    return code, out, err
+
+
+def subprocess_genoseg(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "genoseg", *map(str, args)], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.pop("GENOSEG_DEBUG", None)  # it would turn internal errors into tracebacks on purpose
+    return env
+
+
+def assert_one_line_error(code: int, out: str, err: str, prefix: str = "genoseg: error:") -> str:
+    assert code != 0, f"exit status 0 for bad input; stderr: {err!r}"
+    assert "Traceback" not in err and "Traceback" not in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {err!r}"
+    assert lines[0].startswith(prefix), lines[0]
+    assert "internal error" not in lines[0], lines[0]
+    assert out == "", f"nothing belongs on stdout after an error, got {out[:200]!r}"
+    return lines[0]
+
+
+def assert_nothing_left(directory: Path, before: set[str]) -> None:
+    """No new file or folder (output, temporary file, empty model dir) in ``directory``."""
+    after = {p.name for p in directory.iterdir()}
+    # faidx indexes of an input FASTA are caches, not outputs
+    new = {n for n in after - before if not n.endswith((".fai", ".gzi"))}
+    assert not new, f"left behind after an error: {sorted(new)}"
+
+
+def parse_gff3(path: Path) -> tuple[list[str], list[list[str]]]:
+    """(## directive lines, feature rows as 9 columns)."""
+    directives, rows = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            directives.append(line)
+        elif line.strip():
+            cols = line.split("\t")
+            assert len(cols) == 9, line
+            rows.append(cols)
+    return directives, rows
+
+
+def attributes(column: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in column.split(";") if item)
+
+
+def check_gff3(path: Path, lengths: dict[str, int], line_sorted: bool = True) -> None:
+    """The GFF3 promises of DESIGN.md: header, sequence regions, sorted, unique IDs, gene ->
+    mRNA -> exon/CDS hierarchy, CDS phases per the spec on both strands.
+
+    Sorted: genes by seqid then start; with ``line_sorted`` every line (genoseg writes exon and
+    CDS part by part, so its files are sorted line by line, as `gt gff3 -sort` leaves them)."""
+    directives, rows = parse_gff3(path)
+    assert directives[0] == "##gff-version 3"
+    regions = {d.split()[1]: (int(d.split()[2]), int(d.split()[3]))
+               for d in directives if d.startswith("##sequence-region")}
+    assert regions == {s: (1, n) for s, n in lengths.items()}
+
+    # Sorted: each seqid in one contiguous block, starts non-decreasing inside it.
+    seen_blocks: list[str] = []
+    last_start: dict[str, int] = {}
+    for seqid, _src, ftype, start, end, *_ in rows:
+        if not seen_blocks or seen_blocks[-1] != seqid:
+            assert seqid not in seen_blocks, f"{seqid} appears in two blocks: not sorted"
+            seen_blocks.append(seqid)
+        if line_sorted or ftype == "gene":
+            assert int(start) >= last_start.get(seqid, 1), f"{path}: not sorted at {seqid}"
+            last_start[seqid] = int(start)
+        assert 1 <= int(start) <= int(end) <= lengths[seqid]
+
+    # IDs: unique across features; only the parts of one CDS share an ID (one multi-line
+    # feature, which the spec allows when type and Parent agree).
+    owner: dict[str, tuple[str, str]] = {}
+    types: dict[str, str] = {}
+    for row in rows:
+        attrs = attributes(row[8])
+        fid, parent = attrs.get("ID"), attrs.get("Parent", "")
+        assert fid, f"feature without ID: {row}"
+        key = (row[2], parent)
+        if fid in owner:
+            assert row[2] == "CDS" and owner[fid] == key, f"duplicate ID {fid}"
+        owner[fid] = key
+        types[fid] = row[2]
+    for row in rows:
+        attrs = attributes(row[8])
+        parent = attrs.get("Parent")
+        expected_parent = {"gene": None, "mRNA": "gene", "exon": "mRNA", "CDS": "mRNA"}[row[2]]
+        if expected_parent is None:
+            assert parent is None
+        else:
+            assert types[parent] == expected_parent, row
+
+    # CDS phase: bases to skip at the part's 5' end to reach a codon start, counting the CDS
+    # bases of earlier parts in transcript order (descending start on the - strand).
+    cds: dict[str, list[tuple[int, int, str, int]]] = {}
+    for row in rows:
+        if row[2] == "CDS":
+            cds.setdefault(attributes(row[8])["Parent"], []).append(
+                (int(row[3]), int(row[4]), row[6], int(row[7])))
+    for parent, parts in cds.items():
+        strands = {p[2] for p in parts}
+        assert len(strands) == 1 and strands <= {"+", "-"}, parent
+        parts.sort(reverse=strands == {"-"})
+        done = 0
+        for start, end, _strand, phase in parts:
+            assert phase == (3 - done % 3) % 3, f"{parent}: phase {phase} after {done} bases"
+            done += end - start + 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+
+
+@pytest.fixture(scope="session")
+def mini(tmp_path_factory) -> dict[str, Path]:
+    """The mini genome and annotation copied to a temporary folder (indexes land there)."""
+    folder = tmp_path_factory.mktemp("mini")
+    for name in ("mini.fa", "mini.gff3"):
+        shutil.copy(DATA / name, folder / name)
+    return {"fa": folder / "mini.fa", "gff3": folder / "mini.gff3", "dir": folder}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(mini, tmp_path_factory) -> Path:
+    """A model trained once per session with the tiny config (4 steps, ~5 s)."""
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q")
+    return out
+
+
+@pytest.fixture(scope="session")
+def annotated(mini, tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """One annotate run writing every output (GFF3, BED9, HDF5 + bigWig + bedGraph posteriors)."""
+    out = tmp_path_factory.mktemp("annotated")
+    invoke("annotate", mini["fa"], "-m", tiny_model, "-o", out / "pred.gff3", "--bed",
+           out / "pred.bed", "--posteriors", out / "post", "--bedgraph", "-q")
+    return {"dir": out, "gff3": out / "pred.gff3", "bed": out / "pred.bed",
+            "h5": out / "post.h5", "prefix": out / "post"}
+
+
+@pytest.fixture
+def bad_inputs(tmp_path) -> Path:
+    """Malformed inputs, one file each."""
+    (tmp_path / "empty.fa").write_bytes(b"")
+    (tmp_path / "nondna.fa").write_text(">a\nACGTJ\n")
+    (tmp_path / "duplicate.fa").write_text(">a\nACGTACGT\n>b\nACGT\n>a\nACGT\n")
+    # A real binary file (bytes 0..255) passed as a genome.
+    (tmp_path / "binary.fa").write_bytes(bytes(range(256)) * 16)
+    lines = (DATA / "mini.gff3").read_text().splitlines(keepends=True)
+    lines[6] = lines[6].replace("\t", " ")  # a feature line without its tabs
+    (tmp_path / "malformed.gff3").write_text("".join(lines))
+    (tmp_path / "otherseqs.gff3").write_text(
+        (DATA / "mini.gff3").read_text().replace("chr2R_", "chrX_"))
+    config = TINY_CONFIG.read_text().replace('file = "../schemes/gene_basic.toml"',
+                                             f'file = "{REPO}/configs/schemes/gene_basic.toml"')
+    (tmp_path / "unknown_key.toml").write_text(config.replace("steps = 4", "stepz = 4"))
+    return tmp_path
+
+
+# ------------------------------------------------------------------------------------------------
+# Startup
+
+
+def test_help_imports_no_torch():
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from genoseg.cli import cli\n"
+        "for args in (['--help'], ['train', '--help'], ['annotate', '--help'],\n"
+        "             ['models', '--help'], ['--version']):\n"
+        "    result = CliRunner().invoke(cli, args)\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "heavy = sorted(m for m in ('torch', 'numpy', 'h5py', 'pysam', 'pyBigWig')\n"
+        "               if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_help_is_fast():
+    # Best of three: the machine may be busy; an import of torch alone takes several seconds.
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        proc = subprocess_genoseg("--help", timeout=60)
+        best = min(best, time.perf_counter() - t0)
+        assert proc.returncode == 0 and "annotate" in proc.stdout
+        assert proc.stderr == ""
+    assert best < 2.0, f"`python -m genoseg --help` took {best:.2f} s"
+
+
+# ------------------------------------------------------------------------------------------------
+# Train -> annotate
+
+
+def test_model_directory_describes_itself(tiny_model, mini):
+    for name in MODEL_FILES:
+        assert (tiny_model / name).is_file(), name
+    meta = json.loads((tiny_model / "model.json").read_text())
+    assert meta["weights_sha256"] == sha256(tiny_model / "weights.pt")
+    assert meta["metrics"]["steps"] == 4
+    assert meta["training_data"]["genome"] == str(mini["fa"])
+    assert meta["inputs"] == {"hdf5_tracks": [], "n_bam": 0}
+    config = (tiny_model / "config.toml").read_text()
+    assert "width = 8" in config and "max_duration = 40" in config
+    assert "intron+" in config and "file =" not in config  # the scheme is inline
+    assert "gene_basic" in (tiny_model / "MODEL_CARD.md").read_text()
+
+
+def test_gff3_checker(tmp_path):
+    """check_gff3 accepts the reference annotation (phases on both strands) and catches a wrong
+    phase, so the checks on predictions below test something."""
+    reference = DATA / "mini.gff3"
+    check_gff3(reference, fasta_lengths(DATA / "mini.fa"), line_sorted=False)
+    text = reference.read_text()
+    wrong = tmp_path / "wrong.gff3"
+    wrong.write_text(text.replace("\t-\t2\tID=g3896.t1.cds", "\t-\t0\tID=g3896.t1.cds"))
+    assert wrong.read_text() != text
+    with pytest.raises(AssertionError, match="phase"):
+        check_gff3(wrong, fasta_lengths(DATA / "mini.fa"), line_sorted=False)
+
+
+def test_annotate_gff3(annotated, mini):
+    check_gff3(annotated["gff3"], fasta_lengths(mini["fa"]))
+
+
+def test_annotate_gff3_passes_gt(annotated):
+    gt = shutil.which("gt")
+    if gt is None:
+        pytest.skip("genometools `gt` not installed")
+    proc = subprocess.run([gt, "gff3validator", str(annotated["gff3"])], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_annotate_bed9(annotated, mini):
+    lengths = fasta_lengths(mini["fa"])
+    rows = [line.split("\t") for line in annotated["bed"].read_text().splitlines()
+            if line and not line.startswith(("#", "track", "browser"))]
+    assert rows, "an annotation with no segment at all from this model is suspicious"
+    labels = {"exon+", "intron+", "exon-", "intron-"}  # background (intergenic) is left out
+    for row in rows:
+        assert len(row) == 9, row
+        seqid, start, end, name, score, strand, thick_start, thick_end, rgb = row
+        assert 0 <= int(start) < int(end) <= lengths[seqid]  # 0-based half-open
+        assert name in labels
+        assert 0 <= int(score) <= 1000
+        assert strand == name[-1]
+        assert (int(thick_start), int(thick_end)) == (int(start), int(end))
+        assert len(rgb.split(",")) == 3
+
+
+def test_annotate_posteriors_hdf5(annotated, mini):
+    import h5py
+
+    lengths = fasta_lengths(mini["fa"])
+    with h5py.File(annotated["h5"], "r") as h5:
+        labels = [str(x) for x in h5.attrs["labels"]]
+        assert labels == ["intergenic", "exon+", "intron+", "exon-", "intron-"]
+        assert set(h5) == set(lengths)
+        for seqid, n in lengths.items():
+            post = h5[f"{seqid}/label_posterior"]
+            assert post.shape == (n, len(labels)) and post.dtype == np.float16
+            values = post[:].astype(np.float64)
+            assert values.min() >= 0 and values.max() <= 1 + 1e-3
+            # float16 storage keeps ~3 significant digits per value: rows sum to 1 within 1e-2.
+            np.testing.assert_allclose(values.sum(axis=1), 1.0, atol=1e-2)
+            boundary = h5[f"{seqid}/boundary_posterior"][:].astype(np.float64)
+            assert boundary.shape == (n,) and boundary.min() >= 0 and boundary.max() <= 1 + 1e-3
+
+
+def test_annotate_posteriors_bigwig(annotated, mini):
+    import h5py
+    import pyBigWig
+
+    lengths = fasta_lengths(mini["fa"])
+    prefix = str(annotated["prefix"])
+    names = ["intergenic", "exonplus", "intronplus", "exonminus", "intronminus"]
+    totals = {s: np.zeros(n) for s, n in lengths.items()}
+    with h5py.File(annotated["h5"], "r") as h5:
+        for c, name in enumerate(names):
+            bw = pyBigWig.open(f"{prefix}.{name}.bw")
+            try:
+                assert bw.chroms() == lengths  # chrom sizes from the FASTA
+                for seqid, n in lengths.items():
+                    values = np.asarray(bw.values(seqid, 0, n))
+                    assert not np.isnan(values).any()
+                    totals[seqid] += values
+                    # bigWig holds values rounded to 3 decimals; HDF5 holds float16
+                    np.testing.assert_allclose(values, h5[f"{seqid}/label_posterior"][:, c],
+                                               atol=2e-3)
+            finally:
+                bw.close()
+    for seqid, total in totals.items():
+        np.testing.assert_allclose(total, 1.0, atol=1e-2)  # rounded per track, 5 tracks
+    bw = pyBigWig.open(f"{prefix}.boundary.bw")
+    assert bw.chroms() == lengths
+    bw.close()
+    for name in names + ["boundary"]:
+        assert Path(f"{prefix}.{name}.bedGraph").is_file()
+
+
+def test_annotate_to_stdout(mini, tiny_model, annotated):
+    result = invoke("annotate", mini["fa"], "-m", tiny_model, "-q")
+    assert result.stdout.startswith("##gff-version 3\n")
+    # Same model, same genome: the same records as the -o run.
+    assert result.stdout == annotated["gff3"].read_text()
+    assert "genoseg:" in result.stderr and "##gff-version" not in result.stderr
+
+
+def test_annotate_is_deterministic_across_window_sizes(mini, tiny_model, tmp_path):
+    """Stitched windows have no seams: a window covering each whole contig gives the same
+    GFF3 as the 600-bp windows of the tiny config."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    config = model / "config.toml"
+    config.write_text(config.read_text().replace("window = 600", "window = 5000"))
+    whole = tmp_path / "whole.gff3"
+    invoke("annotate", mini["fa"], "-m", model, "-o", whole, "-q")
+    windowed = tmp_path / "windowed.gff3"
+    invoke("annotate", mini["fa"], "-m", tiny_model, "-o", windowed, "-q")
+    assert whole.read_text() == windowed.read_text()
+
+
+@pytest.mark.skipif(not all((DEFAULT_MODEL / f).is_file() for f in MODEL_FILES),
+                    reason="the shipped default model (genoseg/models/default) is not there yet")
+def test_annotate_with_default_model(tmp_path):
+    # One 800-bp record: the default model's K = 128 CRF is slower per position.
+    record = ">chr2R_696602-697401\n" + "".join(
+        (DATA / "mini.fa").read_text().split(">chr2R_696602-697401\n")[1].split(">")[0])
+    genome = tmp_path / "one.fa"
+    genome.write_text(record)
+    out = tmp_path / "one.gff3"
+    invoke("annotate", genome, "-o", out, "-q")
+    check_gff3(out, fasta_lengths(genome))
+
+
+# ------------------------------------------------------------------------------------------------
+# Resume
+
+
+def _state(path: Path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(mini, tiny_model, tmp_path,
+                                                          monkeypatch):
+    from genoseg.training.data import WindowSampler
+
+    out = tmp_path / "model"
+    real_batch = WindowSampler.batch
+    calls = {"n": 0}
+
+    def dies_at_step_3(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 3:  # after the step-2 checkpoint (checkpoint_every = 2)
+            raise KeyboardInterrupt
+        return real_batch(self, batch_size)
+
+    monkeypatch.setattr(WindowSampler, "batch", dies_at_step_3)
+    args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code != 0
+    assert (out / "checkpoint.pt").is_file()
+    assert not (out / "weights.pt").exists()  # no model dir claims to be finished
+
+    monkeypatch.setattr(WindowSampler, "batch", real_batch)
+    invoke(*args)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["metrics"]["steps"] == 4
+    resumed, straight = _state(out / "weights.pt"), _state(tiny_model / "weights.pt")
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert np.array_equal(resumed[key].numpy(), straight[key].numpy()), key
+
+
+def test_rerun_after_completion_is_a_no_op(mini, tiny_model, tmp_path, monkeypatch):
+    """The same command on a finished model directory trains no step and rewrites the same
+    weights (it only refreshes the metadata's date)."""
+    from genoseg.training.data import WindowSampler
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    before = sha256(out / "weights.pt")
+
+    def no_training(self, batch_size):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(WindowSampler, "batch", no_training)
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q")
+    assert sha256(out / "weights.pt") == before
+    assert json.loads((out / "model.json").read_text())["metrics"]["steps"] == 4
+
+
+def test_resume_with_other_steps_is_refused(mini, tiny_model, tmp_path):
+    """The checkpoint belongs to one config (steps set the learning-rate schedule), so a rerun
+    with --steps changed is refused in one line that names the change, and nothing is touched."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    before = {p.name: sha256(p) for p in out.iterdir()}
+    code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
+                                    TINY_CONFIG, "-o", out, "-q", "--steps", "6")
+    line = assert_one_line_error(code, stdout, stderr)
+    assert "checkpoint was made with another config" in line
+    assert "[train] steps 4 -> 6" in line
+    assert {p.name: sha256(p) for p in out.iterdir()} == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad inputs: one line on stderr, non-zero exit, no traceback, nothing written
+
+
+@pytest.mark.parametrize("command", ["train", "annotate"])
+@pytest.mark.parametrize("genome,message", [
+    ("missing.fa", "FASTA file not found"),
+    ("empty.fa", "empty FASTA"),
+    ("nondna.fa", "invalid character 'J'"),
+    ("duplicate.fa", "duplicate sequence ID 'a'"),
+    ("binary.fa", "not a FASTA file"),
+])
+def test_bad_genome(command, genome, message, bad_inputs, mini, tiny_model, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    if command == "train":
+        args = ["train", "-g", bad_inputs / genome, "-a", mini["gff3"], "-c", TINY_CONFIG,
+                "-o", out_dir / "model", "-q"]
+    else:
+        args = ["annotate", bad_inputs / genome, "-m", tiny_model, "-o", out_dir / "pred.gff3",
+                "--bed", out_dir / "pred.bed", "--posteriors", out_dir / "post", "-q"]
+    line = assert_one_line_error(*run_main(*args))
+    assert message in line and genome in line
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("annotation,message", [
+    ("malformed.gff3", "malformed.gff3:7: expected 9 tab-separated columns"),
+    ("otherseqs.gff3", "no annotated sequence is in the genome"),
+    ("missing.gff3", "annotation file not found"),
+])
+def test_bad_annotation(annotation, message, bad_inputs, mini, tmp_path):
+    line = assert_one_line_error(*run_main(
+        "train", "-g", mini["fa"], "-a", bad_inputs / annotation, "-c", TINY_CONFIG,
+        "-o", tmp_path / "model", "-q"))
+    assert message in line
+    assert not (tmp_path / "model").exists()
+
+
+def test_config_with_unknown_key(bad_inputs, mini, tmp_path):
+    line = assert_one_line_error(*run_main(
+        "train", "-g", mini["fa"], "-a", mini["gff3"], "-c", bad_inputs / "unknown_key.toml",
+        "-o", tmp_path / "model", "-q"))
+    assert "[train] stepz: unknown key" in line
+    assert not (tmp_path / "model").exists()
+
+
+def test_model_missing_weights(mini, tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    (model / "weights.pt").unlink()
+    out = tmp_path / "out"
+    out.mkdir()
+    line = assert_one_line_error(*run_main("annotate", mini["fa"], "-m", model,
+                                           "-o", out / "pred.gff3", "-q"))
+    assert "not a genoseg model directory (missing weights.pt)" in line
+    assert list(out.iterdir()) == []
+
+
+def test_model_weights_do_not_match_config(mini, tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    config = model / "config.toml"
+    config.write_text(config.read_text().replace("width = 8", "width = 16"))
+    out = tmp_path / "out"
+    out.mkdir()
+    line = assert_one_line_error(*run_main("annotate", mini["fa"], "-m", model,
+                                           "-o", out / "pred.gff3", "-q"))
+    assert "weights do not match config.toml" in line and "size mismatch" in line
+    assert list(out.iterdir()) == []
+
+
+def test_model_weights_damaged(mini, tiny_model, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    with open(model / "weights.pt", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\0" * 16)
+    line = assert_one_line_error(*run_main("annotate", mini["fa"], "-m", model, "-q"))
+    assert "does not match the checksum" in line
+
+
+def test_unknown_shipped_model(mini, tmp_path):
+    line = assert_one_line_error(*run_main("annotate", mini["fa"], "-m", "no_such_model",
+                                           "-o", tmp_path / "pred.gff3", "-q"))
+    assert "no_such_model: no such model directory or shipped model" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "annotate"])
+def test_cuda_without_cuda(command, mini, tiny_model, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    if command == "train":
+        args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                "-o", tmp_path / "model", "--device", "cuda", "-q"]
+    else:
+        args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3",
+                "--device", "cuda", "-q"]
+    line = assert_one_line_error(*run_main(*args))
+    assert "CUDA is not available" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_errors(mini, tiny_model, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    before = {p.name for p in tmp_path.iterdir()}
+    # --bedgraph without --posteriors; a missing required option; an unknown subcommand;
+    # outputs that cannot be written (refused before any work)
+    for args in (["annotate", mini["fa"], "-m", tiny_model, "--bedgraph", "-o",
+                  tmp_path / "x.gff3"],
+                 ["train", "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", tmp_path / "m"],
+                 ["frobnicate"],
+                 ["annotate", mini["fa"], "-m", tiny_model, "--posteriors", a_file / "post"],
+                 ["annotate", mini["fa"], "-m", tiny_model, "--bed", a_file / "sub" / "x.bed"],
+                 ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                  "-o", a_file / "model"],
+                 ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                  "-o", a_file]):
+        code, out, err = run_main(*args)
+        assert code == 2, (args, err)
+        assert "Traceback" not in err
+        assert err.strip().splitlines()[-1].startswith("Error:"), err
+        assert out == ""
+    assert_nothing_left(tmp_path, before)
+
+
+# ------------------------------------------------------------------------------------------------
+# What a user sees from a real process
+
+
+def test_subprocess_bad_genome(tiny_model, tmp_path):
+    out = tmp_path / "pred.gff3"
+    proc = subprocess_genoseg("annotate", tmp_path / "missing.fa", "-m", tiny_model, "-o", out)
+    assert proc.returncode == 1
+    line = assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+    assert "missing.fa: FASTA file not found" in line
+    assert not out.exists()
+
+
+def test_subprocess_bad_config(bad_inputs, mini, tmp_path):
+    proc = subprocess_genoseg("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
+                              bad_inputs / "unknown_key.toml", "-o", tmp_path / "model")
+    assert proc.returncode == 1
+    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+    assert not (tmp_path / "model").exists()
+
+
+def test_subprocess_usage_error():
+    proc = subprocess_genoseg("annotate")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("Error: Missing argument")
+
+
+def test_subprocess_models_show_unknown():
+    proc = subprocess_genoseg("models", "show", "no_such_model")
+    assert proc.returncode == 1
+    assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ------------------------------------------------------------------------------------------------
+# genoseg models
+
+
+def test_models_list():
+    result = invoke("models", "list")
+    lines = [line for line in result.stdout.splitlines() if line]
+    complete = all((DEFAULT_MODEL / f).is_file() for f in ("config.toml", "weights.pt",
+                                                           "model.json"))
+    for line in lines:
+        assert len(line.split("\t")) == 3, line  # name, status, summary
+    if complete:
+        assert any(line.startswith("default (default)\t") for line in lines)
+
+
+def test_models_show_directory(tiny_model):
+    result = invoke("models", "show", tiny_model)
+    assert result.stdout == (tiny_model / "MODEL_CARD.md").read_text() + "\n"
+    assert result.stdout.startswith("# genoseg model: gene_basic")
+
+
+def test_models_show_not_a_model(tmp_path):
+    line = assert_one_line_error(*run_main("models", "show", tmp_path))
+    assert "not a genoseg model directory" in line
