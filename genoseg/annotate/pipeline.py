@@ -94,20 +94,20 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
 
 def decode_batch(model, emissions: list[torch.Tensor], device, want_posteriors: bool
                  ) -> list[tuple]:
-    """Viterbi + posteriors for contigs of different lengths in one padded batch."""
-    from genoseg.crf import backend
+    """Viterbi + posteriors for contigs of different lengths in one padded batch.
 
+    Through the model head, so everything comes back in class space (the scheme's labels): runs
+    of tiled labels as one segment each, label posteriors per class, boundary posteriors per run.
+    """
     lengths = torch.tensor([e.shape[0] for e in emissions], dtype=torch.int64)
     T, C = int(lengths.max()), emissions[0].shape[1]
     em = torch.zeros((len(emissions), T, C), dtype=torch.float32)
     for b, e in enumerate(emissions):
         em[b, :e.shape[0]] = e
     em, lengths_d = em.to(device), lengths.to(device)
-    with torch.no_grad():
-        crf = {k: v.float() for k, v in model.head.crf_inputs().items()}
-        scores, paths = backend.semicrf_viterbi(em, lengths=lengths_d, **crf)
-        label_post, boundary_post, log_z = backend.posteriors_and_logz(
-            em, lengths=lengths_d, **crf)
+    head = model.head
+    scores, paths = head.decode(em, lengths_d)
+    label_post, boundary_post, log_z = head.posteriors(em, lengths_d)
     results = []
     for b in range(len(emissions)):
         L = int(lengths[b])

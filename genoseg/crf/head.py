@@ -13,7 +13,37 @@ Parameters (C labels, K maximum duration):
 The CRF itself (log-partition, Viterbi, posteriors) comes from ``genoseg.crf.backend``, which
 dispatches to the Triton kernels or to the pure-PyTorch reference. Optional per-position
 constraints (``start_bias``, ``end_bias``, ``max_end``; e.g. splice sites and codon phase in a
-later scheme) pass straight through every method.
+later scheme) pass through every method (expanded as below).
+
+Canonical tiling (the scheme's ``tile`` labels). Every public method works in *class* space (the
+scheme's C labels: emissions (B, T, C), gold labels, decoded segments, posteriors). Inside, the
+CRF runs over C' = C + n_tiled *expanded* labels: index c < C is class c itself -- for a tiled
+class X, the LAST piece of an X run -- and index C + k is the FULL piece X* of the k-th tiled
+class. With X's hard limits [m, M] (m = min_length, M = max_length or K), X allows durations
+[m, M] and X* exactly one duration F = M - m + 1 (1 <= F <= K). A run of X is X*^q X.
+
+    Uniqueness: a run of length n >= m has exactly one such segmentation. Its length is
+    n = q F + r with q >= 0 full pieces and a last piece r in [m, M] = [m, m + F - 1], i.e. r
+    ranges over exactly F consecutive values, so r = m + ((n - m) mod F) and q = (n - m) div F
+    are forced. Runs themselves are fixed by the labelling: X -> X and X -> X* are forbidden (a
+    tiled class has no self edge), X* may only be followed by X* or X, and X* may not end the
+    sequence, so a maximal run of X is exactly one X*^q X. Hence each class labelling has exactly
+    one segmentation, the CRF's P(segmentation) is P(labelling), and Viterbi maximises the same
+    thing training does (no spurious ambiguity). Untiled classes keep the scheme's semantics.
+
+Expanded grammar and scores: P -> X* for every allowed P -> X, with the same learnable score as
+P -> X (entering a run costs the same whatever its length); X* -> X* (``tile_stay``) and
+X* -> X (``tile_exit``): one learnable scalar each per tiled class; X* -> anything else
+forbidden. A tiled predecessor P is always its last piece (P* only continues its own run).
+init: X* allowed iff X is; final: never X*. Duration of X*: one learnable scalar per tiled class
+(``tile_piece``) at d = F, -inf elsewhere. Emissions of X* are X's (``expand``: index_select, so
+gradients sum back into the encoder's C columns). All three new parameters start at 0.
+
+Constraints in class space expand the same way: X* takes X's ``start_bias`` and ``max_end``
+(both apply per piece, as they did per segment under self-transition tiling: a start_bias or
+max_end meant for a run's *start* also binds the run's interior piece starts, so such
+constraints belong on untiled labels); X's ``end_bias`` applies only at the run's last base, so
+X* gets end_bias 0.
 """
 
 from __future__ import annotations
@@ -68,6 +98,22 @@ def _gold_max_end(labels: torch.Tensor, valid: torch.Tensor, C: int) -> torch.Te
     return first.flip(1).cummin(dim=1).values.flip(1)
 
 
+def _tiling(scheme: LabelScheme, K: int) -> tuple[list[int], list[int]]:
+    """(tiled class indices, full-piece duration F of each)."""
+    tiled, piece = [], []
+    for c, t in enumerate(scheme.tile):
+        if not t:
+            continue
+        m = scheme.min_length[c]
+        M = min(scheme.max_length[c] or K, K)
+        if m > M:
+            raise ValueError(f"label {scheme.labels[c]!r}: min_length {m} exceeds the longest "
+                             f"segment {M} (K = {K}), so it cannot tile")
+        tiled.append(c)
+        piece.append(M - m + 1)
+    return tiled, piece
+
+
 class SemiCRFHead(nn.Module):
     """Learnable semi-CRF scores for a label scheme.
 
@@ -95,6 +141,31 @@ class SemiCRFHead(nn.Module):
         self.register_buffer("dur_allowed", scheme.duration_allowed(K), persistent=False)
         self.register_buffer("min_length", torch.tensor(scheme.min_length), persistent=False)
         d = torch.arange(1, K + 1, dtype=torch.get_default_dtype())
+        # Canonical tiling: expanded labels C' = C + n_tiled (module docstring).
+        tiled, piece = _tiling(scheme, K)
+        n = len(tiled)
+        self.n_tiled = n
+        self.C_expanded = Cx = C + n
+        tiled_t = torch.tensor(tiled, dtype=torch.int64)
+        full = torch.arange(C, Cx)
+        self.register_buffer("class_of", torch.cat([torch.arange(C), tiled_t]), persistent=False)
+        self.register_buffer("tiled_classes", tiled_t, persistent=False)
+        self.register_buffer("is_full_piece", torch.arange(Cx) >= C, persistent=False)
+        base = scheme.transition_allowed()
+        allowed_x = torch.zeros(Cx, Cx, dtype=torch.bool)
+        allowed_x[:C, :] = base[:, self.class_of]  # P -> X and P -> X* (P a class / last piece)
+        allowed_x[full, full] = True  # X* -> X*
+        allowed_x[full, tiled_t] = True  # X* -> X
+        self.register_buffer("trans_allowed_x", allowed_x, persistent=False)
+        self.register_buffer("init_allowed_x", scheme.init_allowed()[self.class_of],
+                             persistent=False)
+        self.register_buffer("final_allowed_x", torch.cat([scheme.final_allowed(),
+                                                           torch.zeros(n, dtype=torch.bool)]),
+                             persistent=False)
+        piece_allowed = torch.zeros(K, n, dtype=torch.bool)
+        piece_allowed[torch.tensor(piece, dtype=torch.int64) - 1, torch.arange(n)] = True
+        self.register_buffer("piece_allowed", piece_allowed, persistent=False)
+        self.piece_length = tuple(piece)
         # Features of the parametric prior; d / K keeps b's gradient on the scale of a's.
         self.register_buffer("dur_features", torch.stack([d.log(), d / K], dim=1),
                              persistent=False)  # (K, 2)
@@ -107,6 +178,21 @@ class SemiCRFHead(nn.Module):
             self.dur_residual = nn.Parameter(torch.zeros(K, C))
         elif duration_prior == "free":
             self.dur_table = nn.Parameter(torch.zeros(K, C))
+        self.tile_stay = nn.Parameter(torch.zeros(n))  # X* -> X*
+        self.tile_exit = nn.Parameter(torch.zeros(n))  # X* -> X
+        self.tile_piece = nn.Parameter(torch.zeros(n))  # duration score of X* (d = F)
+
+    _TILE_PARAMS = ("tile_stay", "tile_exit", "tile_piece")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # Checkpoints from before tiling existed hold no tile_* entries; with a scheme that tiles
+        # nothing (as theirs does) the parameters are empty, so nothing is lost.
+        if self.n_tiled == 0:
+            for name in self._TILE_PARAMS:
+                state_dict.setdefault(prefix + name, torch.zeros(0))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # ------------------------------------------------------------------------------------------
     # Scores
@@ -136,9 +222,46 @@ class SemiCRFHead(nn.Module):
         return _masked(self.dur_allowed, table)
 
     def crf_inputs(self) -> dict[str, torch.Tensor]:
-        """Keyword arguments for the backend functions: transitions, durations, init, final."""
-        return {"transitions": self.transitions(), "durations": self.durations(),
-                "init": self.init(), "final": self.final()}
+        """Keyword arguments for the backend functions over the EXPANDED labels (C' = C +
+        n_tiled; module docstring): transitions (C', C'), durations (K, C'), init, final (C',).
+        Emissions and constraints for them come from ``expand`` / ``expand_constraints``."""
+        C, n = self.C, self.n_tiled
+        trans, dur = self.transitions_raw, self.durations()
+        rows = torch.arange(n, device=trans.device)
+        cont = torch.zeros(n, self.C_expanded, dtype=trans.dtype, device=trans.device)
+        cont = cont.index_put((rows, rows + C), self.tile_stay)
+        cont = cont.index_put((rows, self.tiled_classes), self.tile_exit)
+        trans_x = torch.cat([trans[:, self.class_of], cont], dim=0)  # (C', C')
+        piece = torch.zeros(self.K, n, dtype=dur.dtype, device=dur.device) + self.tile_piece
+        return {
+            "transitions": _masked(self.trans_allowed_x, trans_x),
+            "durations": torch.cat([dur, _masked(self.piece_allowed, piece)], dim=1),
+            "init": _masked(self.init_allowed_x, self.init_raw[self.class_of]),
+            "final": _masked(self.final_allowed_x,
+                             torch.cat([self.final_raw, self.final_raw.new_zeros(n)])),
+        }
+
+    def expand(self, emissions: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) class emissions -> (B, T, C') expanded: X* takes X's column."""
+        if self.n_tiled == 0:
+            return emissions
+        return emissions.index_select(-1, self.class_of)
+
+    def expand_constraints(self, constraints: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """start_bias / max_end: X* takes X's; end_bias: X* gets 0 (X's end_bias applies only
+        at the run's last base, where its last piece ends)."""
+        if self.n_tiled == 0:
+            return dict(constraints)
+        out = {}
+        for key, value in constraints.items():
+            if value is None:
+                continue
+            if key == "end_bias":
+                out[key] = torch.cat([value, value.new_zeros(*value.shape[:-1], self.n_tiled)],
+                                     dim=-1)
+            else:
+                out[key] = value.index_select(-1, self.class_of)
+        return out
 
     # ------------------------------------------------------------------------------------------
     # Training
@@ -152,14 +275,15 @@ class SemiCRFHead(nn.Module):
         ``nll = logZ(all segmentations) - logZ(segmentations consistent with the labels)``. The
         second term is the same ``semicrf_logz`` restricted to segments that cover only
         positions whose gold label is theirs, so it sums over every way to cut the labelling into
-        segments (the exact marginal likelihood of the labelling). The restriction is passed as
+        segments (the exact marginal likelihood of the labelling; for tiled labels there is
+        exactly one way per run, module docstring). The restriction is passed as
         ``max_end`` (a segment of label c starting at s must end at or before the first position
         >= s whose gold label is not c), which is the same as setting those emissions to
         ``-inf`` but leaves the emissions, and so the prefix sums, finite.
 
         Args:
-            emissions: (B, T, C) float.
-            labels: (B, T) int64 label indices; -1 leaves a position unconstrained (e.g. unknown
+            emissions: (B, T, C) float (class space, as the encoder gives them).
+            labels: (B, T) int64 class indices; -1 leaves a position unconstrained (e.g. unknown
                 annotation). Ignored at or past ``lengths``.
             lengths: (B,) int64 in [1, T], default T.
             relax_cut_runs: leave the first and last run of each sequence unconstrained when
@@ -186,6 +310,9 @@ class SemiCRFHead(nn.Module):
             raise ValueError(f"labels must lie in [-1, C={C}) at valid positions")
         if relax_cut_runs:
             labels = _relax_cut_runs(labels, lengths, self.min_length)
+        # The clamp works in class space and expands like any max_end: a piece of expanded label
+        # c' starting at s must end at or before the first position >= s whose gold class is
+        # not class(c').
         gold_max_end = _gold_max_end(labels, valid, C)
         user_max_end = constraints.get("max_end")
         if user_max_end is None:
@@ -193,13 +320,16 @@ class SemiCRFHead(nn.Module):
         user_max_end = user_max_end.to(torch.int64)
         gold_max_end = torch.minimum(gold_max_end, user_max_end)
         other = {k: v for k, v in constraints.items() if k != "max_end"}
+        user_max_end, gold_max_end = (self.expand(x) for x in (user_max_end, gold_max_end))
+        other = self.expand_constraints(other)
+        emissions_x = self.expand(emissions)
 
         def logz_pair(rows: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
             # One scan over both problems (2n sequences): the reference's cost is mostly
             # per-position overhead, so this is nearly as cheap as one.
-            n = emissions[rows].shape[0]
+            n = emissions_x[rows].shape[0]
             twice = lambda x: torch.cat([x[rows], x[rows]])  # noqa: E731
-            z = self._logz(twice(emissions), twice(lengths),
+            z = self._logz(twice(emissions_x), twice(lengths),
                            {**{k: twice(v) for k, v in other.items()},
                             "max_end": torch.cat([user_max_end[rows], gold_max_end[rows]])})
             return z[:n], z[n:]
@@ -246,23 +376,68 @@ class SemiCRFHead(nn.Module):
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None,
                **constraints: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Viterbi: (scores (B,), list of B int64 (n_seg, 3) tensors [start, end_excl, label]).
+        """Viterbi: (scores (B,), list of B int64 CPU (n, 3) tensors [start, end_excl, class]).
 
-        A sequence with no valid segmentation gets score -inf and an empty (0, 3) tensor.
+        Class space: the pieces of one tiled run come back merged into one row (runs of an
+        untiled label with a self transition stay one row per segment). Since every labelling
+        has one segmentation when its labels tile, this is the most probable labelling. A
+        sequence with no valid segmentation gets score -inf and an empty (0, 3) tensor.
         """
         self._check(emissions, constraints)
-        return crf.semicrf_viterbi(emissions, lengths=lengths, **self.crf_inputs(), **constraints)
+        scores, paths = crf.semicrf_viterbi(self.expand(emissions), lengths=lengths,
+                                            **self.crf_inputs(),
+                                            **self.expand_constraints(constraints))
+        return scores, [self._to_classes(p) for p in paths]
+
+    def _to_classes(self, path: torch.Tensor) -> torch.Tensor:
+        """Expanded Viterbi rows -> class rows, each full piece merged into what follows it."""
+        if self.n_tiled == 0 or path.shape[0] == 0:
+            return path
+        path = path.cpu()
+        labels = path[:, 2]
+        full = self.is_full_piece.cpu()[labels]
+        # A row starts a new output row unless the row before it is a full piece of its run.
+        keep = torch.ones(len(path), dtype=torch.bool)
+        keep[1:] = ~full[:-1]
+        starts = keep.nonzero().squeeze(1)
+        ends = torch.cat([starts[1:], torch.tensor([len(path)])]) - 1
+        return torch.stack([path[starts, 0], path[ends, 1],
+                            self.class_of.cpu()[labels[ends]]], dim=1)
 
     @torch.no_grad()
     def posteriors(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None,
-                   **constraints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(label_post (B, T, C), boundary_post (B, T)): P(label c at t), P(a segment ends at t)."""
+                   **constraints: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(label_post (B, T, C), boundary_post (B, T), log_z (B,)) in class space.
+
+        label_post[b, t, c]: P(position t has class c) (the expanded labels of c summed);
+        boundary_post[b, t]: P(a RUN has its last base at t), i.e. a segment of a non-full-piece
+        label ends there (a tiled run's interior piece ends are not boundaries). Both are 0 at
+        or past a sequence's length and where no segmentation is valid (log_z -inf). They are
+        the gradients of log_z with respect to the emissions and to a zero end_bias, so this
+        works unchanged for any backend with a differentiable ``semicrf_logz``.
+        """
         self._check(emissions, constraints)
-        return crf.semicrf_posteriors(emissions, lengths=lengths, **self.crf_inputs(),
-                                      **constraints)
+        expanded = self.expand_constraints(constraints)
+        inputs = {k: v.detach() for k, v in self.crf_inputs().items()}
+        with torch.enable_grad():
+            em = emissions.detach().requires_grad_(True)
+            eb = expanded.pop("end_bias", None)
+            B, T, _ = em.shape
+            eb = (em.new_zeros(B, T, self.C_expanded) if eb is None else eb.detach().clone())
+            eb.requires_grad_(True)
+            log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, end_bias=eb, **inputs,
+                                     **expanded)
+            # Impossible sequences (-inf) get weight 0, so nothing non-finite flows back.
+            weight = torch.isfinite(log_z).to(log_z.dtype)
+            label_post, end_post = torch.autograd.grad(log_z, (em, eb), grad_outputs=weight)
+        label_post = label_post.nan_to_num(0.0)
+        boundary_post = end_post[..., :self.C].nan_to_num(0.0).sum(dim=-1)
+        return label_post, boundary_post, log_z.detach()
 
     def _logz(self, emissions: torch.Tensor, lengths: torch.Tensor,
               constraints: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Backend logZ; emissions and constraints already expanded."""
         return crf.semicrf_logz(emissions, lengths=lengths, **self.crf_inputs(), **constraints)
 
     def _check(self, emissions: torch.Tensor, constraints: dict) -> tuple[int, int, int]:
@@ -275,4 +450,4 @@ class SemiCRFHead(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"scheme={self.scheme.name!r}, C={self.C}, K={self.K}, "
-                f"duration_prior={self.duration_prior!r}")
+                f"tiled={self.n_tiled}, duration_prior={self.duration_prior!r}")

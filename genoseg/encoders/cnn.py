@@ -45,8 +45,13 @@ class ResidualBlock(nn.Module):
                               padding=dilation * (kernel_size - 1) // 2)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.conv(F.gelu(self.norm(x))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        u = F.gelu(self.norm(x))
+        if mask is not None:
+            # Zero past each sequence's end, so the conv sees exactly the zero padding it would
+            # see at the end of an unpadded sequence (padded batches == one-by-one passes).
+            u = u * mask
+        return x + self.dropout(self.conv(u))
 
 
 class DilatedResidualCNN(nn.Module):
@@ -80,12 +85,18 @@ class DilatedResidualCNN(nn.Module):
         """Input positions (bp) that determine one output position, exactly."""
         return 1 + (self.kernel_size - 1) * (1 + sum(self.dilations))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, in_channels), zero past ``lengths`` (B,) if given; outputs there are junk."""
         if x.dim() != 3 or x.shape[-1] != self.in_channels:
             raise ValueError(f"expected input (B, T, {self.in_channels}), got {tuple(x.shape)}")
+        mask = None
+        if lengths is not None:
+            T = x.shape[1]
+            mask = (torch.arange(T, device=x.device)[None, :] < lengths.to(x.device)[:, None])
+            mask = mask.unsqueeze(1).to(x.dtype)  # (B, 1, T)
         h = self.stem(x.transpose(1, 2))  # (B, W, T)
         for block in self.blocks:
-            h = block(h)
+            h = block(h, mask)
         return self.head(F.gelu(self.out_norm(h))).transpose(1, 2)  # (B, T, C)
 
 

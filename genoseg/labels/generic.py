@@ -67,7 +67,7 @@ def decoded_to_segments(segments: Any, seqid: str, scheme: LabelScheme,
                         offset: int = 0, include_background: bool = False) -> list[Segment]:
     """Viterbi segments (n, 3) [start, end_exclusive, label] -> Segments, one per run.
 
-    Abutting same-label segments (a long interval tiled by self-transitions) merge into one
+    Abutting same-label segments (an untiled label chained by self transitions) merge into one
     Segment whose score is the mean of its segments' scores (None without scores).
     """
     runs, members = merge_segments(segments)

@@ -1,7 +1,8 @@
 """Run-length helpers shared by the gene and generic label converters.
 
-A *run* is a maximal stretch of one label. Viterbi segments are finer than runs: a run longer
-than K (or any run, when self-transitions are allowed) may come back as several segments.
+A *run* is a maximal stretch of one label. The model head returns tiled labels' runs whole (one
+row per run); segments of an untiled label with a self transition are finer than runs and may
+come back as several abutting rows, which the helpers here merge.
 """
 
 from __future__ import annotations

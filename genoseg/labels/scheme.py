@@ -8,20 +8,35 @@ TOML layout (``configs/schemes/*.toml``, or inline under ``[scheme]`` in a model
     name = "gene_basic"
     kind = "gene"                   # "gene" or "generic"
     background = "intergenic"       # label of positions no feature covers
-    max_duration = 512              # K: the longest single segment; longer runs tile by
-                                    # self-transitions where the grammar allows them
+    max_duration = 512              # K: the longest single segment (CRF piece)
     init = "all"                    # labels a sequence may start with ("all" or a list)
     final = "all"                   # labels a sequence may end with
-    transitions = [["intergenic", "exon+"], ...]   # allowed (from, to); self edges explicit
+    transitions = [["intergenic", "exon+"], ...]   # allowed (from, to) between *runs*
+                                    # ("all": every pair, except self edges of tiled labels)
 
     [[labels]]
     name = "intergenic"
     color = [160, 160, 160]         # BED9 itemRgb
-    min_length = 1                  # shortest allowed segment (hard)
-    max_length = 0                  # longest allowed segment (hard), 0 = up to K
+    min_length = 1                  # shortest allowed segment / run (hard)
+    max_length = 0                  # longest allowed single segment (hard), 0 = up to K
+    tile = true                     # runs of any length >= min_length (see below)
 
-Length limits apply per *segment*. A label with a self-transition can form runs longer than
-``max_length`` (and longer than K) by tiling; ``min_length`` still bounds every run from below.
+Tiling (``tile = true``). A run is a maximal stretch of one label. A tiled label forms runs of
+*any* length ``n >= min_length``, longer than ``max_length`` and longer than K included, and each
+such run has exactly ONE segmentation inside the CRF (the model head builds it: with
+``m = min_length``, ``M = max_length`` or K, a run of length ``n <= M`` is one piece, a longer
+one is ``q`` full pieces of length ``M - m + 1`` followed by one last piece of length in
+``[m, M]``). Because the segmentation is canonical, the probability the CRF gives a labelling is
+the probability of that one path, so training (which sums over the segmentations of the gold
+labelling) and Viterbi decoding (which picks the best path) agree on what they optimise. A tiled
+label must not list its own self transition: tiling replaces it (two runs of one label cannot
+abut; they are one run).
+
+Untiled labels (the default) keep per-segment semantics: every segment is a whole run within
+``[min_length, max_length]``, unless the scheme lists the label's self transition, in which case
+segments chain into longer runs by self transitions -- which makes a run of length n
+representable by many segmentations (spurious ambiguity: the decoded best *segmentation* need not
+be the most probable *labelling*). Prefer ``tile = true`` for labels whose runs may be long.
 """
 
 from __future__ import annotations
@@ -49,15 +64,17 @@ _PALETTE = (
 _GREY = (160, 160, 160)
 _SCHEME_KEYS = ("name", "kind", "background", "max_duration", "init", "final", "transitions",
                 "labels")
-_LABEL_KEYS = ("name", "color", "min_length", "max_length")
+_LABEL_KEYS = ("name", "color", "min_length", "max_length", "tile")
 
 
 @dataclass(frozen=True)
 class LabelScheme:
     """A label set with its grammar and hard length limits.
 
-    Per-label tuples (``colors``, ``min_length``, ``max_length``) follow ``labels`` order; label
-    index ``c`` is the column ``c`` of every (…, C) tensor. ``max_length`` 0 means "up to K".
+    Per-label tuples (``colors``, ``min_length``, ``max_length``, ``tile``) follow ``labels``
+    order; label index ``c`` is the column ``c`` of every (…, C) tensor. ``max_length`` 0 means
+    "up to K". ``tile`` (default all False) marks labels whose runs tile canonically (module
+    docstring).
     """
 
     name: str
@@ -71,8 +88,11 @@ class LabelScheme:
     max_length: tuple[int, ...]
     background: str
     max_duration: int
+    tile: tuple[bool, ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.tile:  # default: nothing tiles
+            object.__setattr__(self, "tile", (False,) * len(self.labels))
         problem = _check_scheme(self)
         if problem is not None:
             key, message = problem
@@ -156,9 +176,9 @@ class LabelScheme:
             "final": list(self.final),
             "transitions": [[a, b] for a, b in self.transitions],
             "labels": [
-                {"name": n, "color": list(col), "min_length": lo, "max_length": hi}
-                for n, col, lo, hi in zip(self.labels, self.colors, self.min_length,
-                                          self.max_length)
+                {"name": n, "color": list(col), "min_length": lo, "max_length": hi, "tile": t}
+                for n, col, lo, hi, t in zip(self.labels, self.colors, self.min_length,
+                                             self.max_length, self.tile)
             ],
         }
 
@@ -194,7 +214,7 @@ def _check_scheme(s: Any) -> tuple[str, str] | None:
         dup = sorted({n for n in s.labels if s.labels.count(n) > 1})
         return "labels", f"duplicate label(s) {', '.join(dup)}"
     C = len(s.labels)
-    for key in ("colors", "min_length", "max_length"):
+    for key in ("colors", "min_length", "max_length", "tile"):
         if len(getattr(s, key)) != C:
             return key, f"needs one entry per label ({C})"
     for n, col in zip(s.labels, s.colors):
@@ -232,6 +252,10 @@ def _check_scheme(s: Any) -> tuple[str, str] | None:
         if tuple(pair) in seen:
             return "transitions", f"duplicate transition {list(pair)}"
         seen.add(tuple(pair))
+    for n, t in zip(s.labels, s.tile):
+        if t and (n, n) in seen:
+            return "transitions", (f"tiled label {n!r} must not list its self transition "
+                                   f"[{n!r}, {n!r}]: tiling replaces it")
     if s.kind == "gene":
         missing = [n for n in GENE_LABELS if n not in known]
         if missing:
@@ -318,7 +342,7 @@ def scheme_from_dict(table: Mapping[str, Any], *, source: str = "<scheme>") -> L
     labels = tuple(e["name"] for e in entries)
     background = get_str("background", table.get("background", labels[0]))
 
-    colors, lo, hi = [], [], []
+    colors, lo, hi, tile = [], [], [], []
     k = 0
     for i, entry in enumerate(entries):
         where = f"labels[{i}]"
@@ -335,10 +359,16 @@ def scheme_from_dict(table: Mapping[str, Any], *, source: str = "<scheme>") -> L
         colors.append(tuple(color))
         lo.append(get_int(f"{where}.min_length", entry.get("min_length", 1)))
         hi.append(get_int(f"{where}.max_length", entry.get("max_length", 0)))
+        t = entry.get("tile", False)
+        if not isinstance(t, bool):
+            raise fail(f"{where}.tile", f"expected true or false, got {type(t).__name__}")
+        tile.append(t)
 
     raw_trans = table["transitions"]
-    if raw_trans == "all":
-        transitions = tuple((a, b) for a in labels for b in labels)
+    if raw_trans == "all":  # every pair, except the self edges that tiling replaces
+        tiled = {n for n, t in zip(labels, tile) if t}
+        transitions = tuple((a, b) for a in labels for b in labels
+                            if not (a == b and a in tiled))
     else:
         if not isinstance(raw_trans, list) or not all(
                 isinstance(p, list) and len(p) == 2 and all(isinstance(v, str) for v in p)
@@ -351,7 +381,7 @@ def scheme_from_dict(table: Mapping[str, Any], *, source: str = "<scheme>") -> L
         init=get_names("init", table.get("init", "all"), labels),
         final=get_names("final", table.get("final", "all"), labels),
         min_length=tuple(lo), max_length=tuple(hi), background=background,
-        max_duration=max_duration,
+        max_duration=max_duration, tile=tuple(tile),
     )
     problem = _check_scheme(SimpleNamespace(**fields))
     if problem is not None:
@@ -363,9 +393,10 @@ def scheme_from_bed_labels(labels: Sequence[str], background: str = "background"
                            *, name: str = "generic", min_length: int = 1) -> LabelScheme:
     """A generic scheme for BED-labelled intervals.
 
-    ``background`` (prepended if absent) covers every position no interval covers. Any label may
-    follow any other, including itself, so intervals longer than K tile and adjacent intervals
-    with the same name are representable. Sequences may start and end with any label.
+    ``background`` (prepended if absent) covers every position no interval covers. Every label
+    tiles (runs of any length >= ``min_length``, one segmentation each) and may follow any other
+    label; adjacent intervals with the same name are one run. Sequences may start and end with
+    any label.
     """
     names = [background] + [n for n in dict.fromkeys(labels) if n != background]
     colors = []
@@ -379,7 +410,8 @@ def scheme_from_bed_labels(labels: Sequence[str], background: str = "background"
     labels_t = tuple(names)
     return LabelScheme(
         name=name, kind="generic", labels=labels_t, colors=tuple(colors),
-        transitions=tuple((a, b) for a in labels_t for b in labels_t),
+        transitions=tuple((a, b) for a in labels_t for b in labels_t if a != b),
         init=labels_t, final=labels_t, min_length=(min_length,) * len(labels_t),
         max_length=(0,) * len(labels_t), background=background, max_duration=int(K),
+        tile=(True,) * len(labels_t),
     )

@@ -26,5 +26,5 @@ class SegmentationModel(nn.Module):
     def receptive_field(self) -> int:
         return self.encoder.receptive_field
 
-    def forward(self, x):
-        return self.encoder(x)
+    def forward(self, x, lengths=None):
+        return self.encoder(x, lengths)

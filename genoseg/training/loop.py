@@ -96,7 +96,7 @@ def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[st
     for k in range(0, len(windows), batch_size):
         x, y, lengths = _to_device(make_batch(source, labels, windows[k:k + batch_size],
                                               model.config.train.window), device)
-        emissions = model(x)
+        emissions = model(x, lengths)
         nll, ok = model.head.nll(emissions, y, lengths)
         nll_sum += float(nll[ok].sum())
         bases += int(lengths[ok].sum())
@@ -186,7 +186,7 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
     while state["step"] < tc.steps:
         t0 = time.perf_counter()
         x, y, lengths = _to_device(sampler.batch(tc.batch_size), device)
-        loss, n_bad = model.head.loss(model(x), y, lengths)
+        loss, n_bad = model.head.loss(model(x, lengths), y, lengths)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:

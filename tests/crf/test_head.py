@@ -3,6 +3,7 @@ and a toy training run."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -215,10 +216,243 @@ def test_decode_and_posteriors(gene):
         assert seg[0, 0] == 0 and seg[-1, 1] == L and torch.equal(seg[1:, 0], seg[:-1, 1])
         decoded = torch.repeat_interleave(seg[:, 2], seg[:, 1] - seg[:, 0])
         assert torch.equal(decoded, gold[:L])
-    label_post, boundary_post = head.posteriors(em, lengths)
+    label_post, boundary_post, log_z = head.posteriors(em, lengths)
     assert label_post.shape == (2, 100, gene.C) and boundary_post.shape == (2, 100)
+    assert log_z.shape == (2,) and torch.isfinite(log_z).all()
     torch.testing.assert_close(label_post[0].sum(dim=1), torch.ones(100), rtol=0, atol=1e-4)
     assert (label_post[1, 70:] == 0).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Canonical tiling: one segmentation per class labelling, checked against brute force in class
+# space.
+# ----------------------------------------------------------------------------------------------
+
+
+def tiled_scheme(K: int, m_a: int = 1, m_b: int = 2, max_b: int = 3):
+    """a: tiled (F = K - m_a + 1); b: tiled with max_length (F = max_b - m_b + 1); c: untiled,
+    no self edge, length 1..3; c may not follow b, and c may not end a sequence."""
+    return scheme_from_dict({
+        "name": "tiled", "kind": "generic", "max_duration": K, "background": "a",
+        "transitions": [[x, y] for x in "abc" for y in "abc" if x != y and (x, y) != ("b", "c")],
+        "init": "all", "final": ["a", "b"],
+        "labels": [{"name": "a", "tile": True, "min_length": m_a},
+                   {"name": "b", "tile": True, "min_length": m_b, "max_length": max_b},
+                   {"name": "c", "max_length": 3}],
+    })
+
+
+def runs_of(labelling):
+    runs, start = [], 0
+    for t in range(1, len(labelling) + 1):
+        if t == len(labelling) or labelling[t] != labelling[start]:
+            runs.append((start, t, labelling[start]))
+            start = t
+    return runs
+
+
+def labelling_valid(scheme, labelling) -> bool:
+    """Class-space validity, straight from the scheme's documented semantics."""
+    runs = runs_of(labelling)
+    names = scheme.labels
+    if names[runs[0][2]] not in scheme.init or names[runs[-1][2]] not in scheme.final:
+        return False
+    for (_, _, p), (_, _, x) in zip(runs, runs[1:]):
+        if (names[p], names[x]) not in scheme.transitions:
+            return False
+    for s, e, c in runs:
+        hi = min(scheme.max_length[c] or scheme.K, scheme.K)
+        if e - s < scheme.min_length[c] or (not scheme.tile[c] and e - s > hi):
+            return False
+    return True
+
+
+def labelling_logz(head, em, labelling) -> float:
+    """log sum over ALL expanded segmentations whose classes give ``labelling`` (no canonical
+    form assumed): every cut of every run into pieces of length <= K, every piece any expanded
+    label of the run's class."""
+    x = {k: v.detach().tolist() for k, v in head.crf_inputs().items()}
+    class_of = head.class_of.tolist()
+    e = em.tolist()
+    K, L = head.K, len(labelling)
+    run_end = [0] * L
+    for s, t, _ in runs_of(labelling):
+        for u in range(s, t):
+            run_end[u] = t
+    scores = []
+
+    def walk(s, prev, acc):
+        if acc == -math.inf:
+            return
+        if s == L:
+            scores.append(acc + x["final"][prev])
+            return
+        for d in range(1, min(K, run_end[s] - s) + 1):
+            for lab in range(head.C_expanded):
+                if class_of[lab] != labelling[s]:
+                    continue
+                gain = (x["init"][lab] if prev is None else x["transitions"][prev][lab])
+                gain += x["durations"][d - 1][lab]
+                gain += sum(e[u][labelling[s]] for u in range(s, s + d))
+                walk(s + d, lab, acc + gain)
+
+    walk(0, None, 0.0)
+    return oracles._logsumexp(scores) if scores else -math.inf
+
+
+@pytest.mark.parametrize("K, m_a, m_b", [(4, 1, 2), (5, 2, 1), (6, 1, 1)])
+def test_tiling_is_canonical(K, m_a, m_b):
+    """All scores zero: the gold-clamped logZ is exactly 0 (one segmentation) for random valid
+    labellings with runs up to 3K, and the unclamped logZ counts the valid class labellings."""
+    scheme = tiled_scheme(K, m_a, m_b)
+    head = SemiCRFHead(scheme, duration_prior="flat").double()
+    assert head.n_tiled == 2 and head.C_expanded == 5
+    rng = np.random.default_rng(K)
+    names = scheme.labels
+    labellings = []
+    while len(labellings) < 12:
+        lab, prev = [], None
+        for _ in range(int(rng.integers(1, 6))):
+            options = [c for c in range(3) if prev is None
+                       or (names[prev], names[c]) in scheme.transitions]
+            c = int(rng.choice(options))
+            hi = 3 * K if scheme.tile[c] else 3
+            lab += [c] * int(rng.integers(scheme.min_length[c], hi + 1))
+            prev = c
+        if labelling_valid(scheme, lab):
+            labellings.append(lab)
+    T = max(map(len, labellings))
+    labels = torch.full((len(labellings), T), -1)
+    for b, lab in enumerate(labellings):
+        labels[b, :len(lab)] = torch.tensor(lab)
+    lengths = torch.tensor([len(lab) for lab in labellings])
+    em = torch.zeros(len(labellings), T, 3, dtype=torch.float64)
+    nll, ok = head.nll(em, labels, lengths, relax_cut_runs=False)
+    assert ok.all()
+    logz = head._logz(head.expand(em), lengths, {})
+    logz_gold = logz - nll
+    torch.testing.assert_close(logz_gold, torch.zeros_like(logz_gold), rtol=0, atol=1e-9)
+    # Unclamped: log(number of valid class labellings), by enumeration for small T.
+    for L in range(1, 9):
+        count = sum(labelling_valid(scheme, list(lab))
+                    for lab in itertools.product(range(3), repeat=L))
+        z = head._logz(head.expand(torch.zeros(1, L, 3, dtype=torch.float64)),
+                       torch.tensor([L]), {})
+        assert float(z.detach()) == pytest.approx(math.log(count), rel=0, abs=1e-9), (L, count)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tiled_decode_posteriors_nll_match_brute_force_over_labellings(seed):
+    scheme = tiled_scheme(K=3, m_a=1, m_b=2, max_b=3)  # F: a 3, b 2
+    head = SemiCRFHead(scheme).double()
+    randomise(head, seed=10 + seed)
+    gen = torch.Generator().manual_seed(seed)
+    B, T = 2, 7
+    em = torch.randn(B, T, 3, generator=gen, dtype=torch.float64) * 1.5
+    lengths = torch.tensor([7, 6])
+    scores, paths = head.decode(em, lengths)
+    label_post, boundary_post, log_z = head.posteriors(em, lengths)
+    for b in range(B):
+        L = int(lengths[b])
+        table = {lab: labelling_logz(head, em[b], lab)
+                 for lab in itertools.product(range(3), repeat=L)}
+        finite = {lab: v for lab, v in table.items() if v > -math.inf}
+        assert set(finite) == {lab for lab in table if labelling_valid(scheme, lab)}
+        logz = oracles._logsumexp(list(finite.values()))
+        assert float(log_z[b]) == pytest.approx(logz, abs=1e-9)
+        # Decoding: the most probable labelling (one segmentation each, so Viterbi finds it).
+        ranked = sorted(finite.items(), key=lambda kv: -kv[1])
+        best, best_score = ranked[0]
+        decoded = torch.repeat_interleave(paths[b][:, 2], paths[b][:, 1] - paths[b][:, 0])
+        if ranked[1][1] < best_score - 1e-6:
+            assert tuple(decoded.tolist()) == best
+        assert float(scores[b]) == pytest.approx(best_score, abs=1e-9)
+        # Segments are whole runs in class space.
+        assert [tuple(r) for r in paths[b].tolist()] == runs_of(list(decoded.tolist()))
+        # Posteriors: class marginals and P(a run ends at t).
+        prob = {lab: math.exp(v - logz) for lab, v in finite.items()}
+        want_lp = torch.zeros(T, 3, dtype=torch.float64)
+        want_bp = torch.zeros(T, dtype=torch.float64)
+        for lab, p in prob.items():
+            for t, c in enumerate(lab):
+                want_lp[t, c] += p
+            for _, e, _ in runs_of(list(lab)):
+                want_bp[e - 1] += p
+        torch.testing.assert_close(label_post[b], want_lp, rtol=0, atol=1e-9)
+        torch.testing.assert_close(boundary_post[b], want_bp, rtol=0, atol=1e-9)
+        torch.testing.assert_close(label_post[b, :L].sum(dim=1),
+                                   torch.ones(L, dtype=torch.float64), rtol=0, atol=1e-9)
+        # NLL of a labelling = -log P(labelling), also with a -1 (marginalised) position.
+        for lab, _ in ranked[:2] + ranked[-1:]:
+            labels = torch.full((1, T), 0)
+            labels[0, :L] = torch.tensor(lab)
+            nll, ok = head.nll(em[b:b + 1], labels, lengths[b:b + 1], relax_cut_runs=False)
+            assert ok.all()
+            assert float(nll[0].detach()) == pytest.approx(logz - finite[lab], abs=1e-9)
+        labels = torch.full((1, T), 0)
+        labels[0, :L] = torch.tensor(best)
+        labels[0, 2] = -1
+        nll, _ = head.nll(em[b:b + 1], labels, lengths[b:b + 1], relax_cut_runs=False)
+        consistent = [v for lab, v in finite.items()
+                      if all(i == 2 or lab[i] == best[i] for i in range(L))]
+        assert float(nll[0].detach()) == pytest.approx(logz - oracles._logsumexp(consistent),
+                                                       abs=1e-9)
+
+
+def test_tiled_grammar_and_gradients(gene):
+    """Expanded Viterbi paths obey the tiling grammar; decoded runs respect the scheme; every
+    tiling parameter learns; encoder gradients stay in C columns."""
+    from genoseg.crf import backend
+
+    head = SemiCRFHead(gene, K=24)
+    randomise(head, seed=7)
+    assert head.n_tiled == 5 and head.piece_length == (24, 24, 5, 24, 5)
+    x = head.crf_inputs()
+    full = set(range(gene.C, head.C_expanded))
+    assert torch.isneginf(x["final"][gene.C:]).all()
+    for k, c in enumerate(head.tiled_classes.tolist()):
+        allowed_next = torch.isfinite(x["transitions"][gene.C + k]).nonzero().squeeze(1).tolist()
+        assert sorted(allowed_next) == sorted([c, gene.C + k])
+        assert torch.isinf(x["transitions"][c, c]) and torch.isinf(x["transitions"][c, gene.C + k])
+        assert torch.isfinite(x["durations"][:, gene.C + k]).sum() == 1
+    torch.manual_seed(8)
+    em = torch.randn(3, 200, gene.C) * 0.3
+    em[:, 50:150, gene.index("intron+")] += 2.0  # a long intron run: many pieces
+    lengths = torch.tensor([200, 180, 77])
+    _, raw = backend.semicrf_viterbi(head.expand(em), lengths=lengths, **x)
+    _, paths = head.decode(em, lengths)
+    allowed = gene.transition_allowed()
+    for b, (r, p) in enumerate(zip(raw, paths)):
+        labs = r[:, 2].tolist()
+        assert labs[-1] not in full
+        for u, v in zip(labs, labs[1:]):
+            if u in full:
+                assert v in (u, head.class_of[u].item())
+        assert p[0, 0] == 0 and p[-1, 1] == lengths[b] and torch.equal(p[1:, 0], p[:-1, 1])
+        for (_, _, u), (_, _, v) in zip(p.tolist(), p[1:].tolist()):
+            assert allowed[u, v]  # no two rows of one class: runs come merged
+        for s, e, c in p.tolist():
+            assert e - s >= gene.min_length[c]
+    assert (paths[0][:, 1] - paths[0][:, 0]).max() > 24  # a run longer than K, in one row
+    emg = em.clone().requires_grad_(True)
+    labels = torch.full((3, 200), gene.index("intergenic"))
+    labels[:, 50:150] = gene.index("intron+")
+    labels[:, 40:50] = gene.index("exon+")
+    labels[:, 150:160] = gene.index("exon+")
+    loss, n_bad = head.loss(emg, labels, lengths)
+    assert n_bad == 0
+    loss.backward()
+    assert emg.grad.shape == (3, 200, gene.C) and torch.isfinite(emg.grad).all()
+    for name in ("tile_stay", "tile_exit", "tile_piece"):
+        g = getattr(head, name).grad
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, name
+
+
+def test_checkpoint_without_tile_parameters_loads(tiny):
+    head = SemiCRFHead(tiny)
+    assert head.n_tiled == 0
+    state = {k: v for k, v in head.state_dict().items() if not k.startswith("tile_")}
+    SemiCRFHead(tiny).load_state_dict(state)  # strict, yet fine: nothing tiles
 
 
 def test_training_a_toy_problem_reduces_the_loss():
