@@ -33,12 +33,13 @@ def test_gene_scheme_grammar(gene):
     assert_zero_or_neg_inf(mask)
     allowed = {(gene.labels[i], gene.labels[j]) for i, j in (mask == 0).nonzero().tolist()}
     expected = {
-        ("intergenic", "intergenic"), ("intergenic", "exon+"), ("exon+", "intron+"),
-        ("intron+", "exon+"), ("exon+", "intergenic"), ("intergenic", "exon-"),
-        ("exon-", "intron-"), ("intron-", "exon-"), ("exon-", "intergenic"),
-        ("intron+", "intron+"), ("intron-", "intron-"), ("exon+", "exon+"), ("exon-", "exon-"),
+        ("intergenic", "exon+"), ("exon+", "intron+"), ("intron+", "exon+"),
+        ("exon+", "intergenic"), ("intergenic", "exon-"), ("exon-", "intron-"),
+        ("intron-", "exon-"), ("exon-", "intergenic"),
     }
     assert allowed == expected
+    # Every label tiles (canonical runs of any length), which replaces the self transitions.
+    assert gene.tile == (True,) * 5
     # Strands never meet without intergenic sequence in between; introns never touch intergenic.
     assert mask[gene.index("exon+"), gene.index("exon-")] == NEG_INF
     assert mask[gene.index("intron+"), gene.index("intergenic")] == NEG_INF
@@ -64,7 +65,9 @@ def test_max_length_and_round_trip():
     p, e = generic.index("promoter"), generic.index("enhancer")
     assert bool((dur[:200, p] == 0).all()) and bool((dur[200:, p] == NEG_INF).all())
     assert bool((dur[:49, e] == NEG_INF).all()) and bool((dur[49:, e] == 0).all())
-    assert bool((generic.transition_mask() == 0).all())
+    # "all" with every label tiled: every pair except the self edges that tiling replaces.
+    assert generic.tile == (True,) * 4
+    assert torch.equal(generic.transition_mask() == 0, ~torch.eye(4, dtype=torch.bool))
     for scheme in (generic, load_scheme(SCHEMES / "gene_basic.toml")):
         assert load_scheme(scheme.to_dict()) == scheme
 
@@ -98,6 +101,10 @@ BASE = {"name": "t", "kind": "generic", "max_duration": 8, "transitions": "all",
         ({"background": "zzz"}, ["background"]),
         ({"max_duration": 0}, ["max_duration"]),
         ({"max_duration": "8"}, ["max_duration", "integer"]),
+        ({"labels": [{"name": "background", "tile": "yes"}]}, ["labels[0].tile", "true or false"]),
+        ({"labels": [{"name": "background", "tile": True}],
+          "transitions": [["background", "background"]]},
+         ["transitions", "tiled label 'background'", "self transition", "tiling replaces it"]),
     ],
 )
 def test_scheme_validation(change, parts):
@@ -107,6 +114,21 @@ def test_scheme_validation(change, parts):
     assert message.startswith("here.toml: ") and "\n" not in message
     for part in parts:
         assert part in message, (part, message)
+
+
+def test_tile_defaults_and_round_trip():
+    untiled = scheme_from_dict(BASE)  # "all" without tiling keeps the self edges
+    assert untiled.tile == (False, False) and len(untiled.transitions) == 4
+    tiled = scheme_from_dict({**BASE, "labels": ["background", {"name": "a", "tile": True}]})
+    assert tiled.tile == (False, True)
+    assert ("a", "a") not in tiled.transitions and ("background", "background") in tiled.transitions
+    assert load_scheme(tiled.to_dict()) == tiled
+    old = {k: v for k, v in untiled.to_dict().items()}
+    for entry in old["labels"]:  # a config written before `tile` existed
+        del entry["tile"]
+    assert load_scheme(old) == untiled
+    with pytest.raises(ConfigError, match="tiled label 'a'"):
+        dataclasses.replace(tiled, transitions=tiled.transitions + (("a", "a"),))
 
 
 def test_missing_key_and_file(tmp_path):
@@ -120,7 +142,9 @@ def test_scheme_from_bed_labels():
     s = scheme_from_bed_labels(["enhancer", "promoter", "enhancer", "background"], K=32)
     assert s.labels == ("background", "enhancer", "promoter")
     assert s.kind == "generic" and s.K == 32 and s.background_index == 0
-    assert bool((s.transition_mask() == 0).all())  # self transitions too: long intervals tile
+    # Every label tiles (long intervals: one canonical segmentation) instead of self transitions.
+    assert s.tile == (True,) * 3
+    assert torch.equal(s.transition_mask() == 0, ~torch.eye(3, dtype=torch.bool))
     assert bool((s.init_mask() == 0).all()) and bool((s.final_mask() == 0).all())
     assert len(set(s.colors)) == 3
     assert load_scheme(s.to_dict()) == s
