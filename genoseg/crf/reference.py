@@ -265,24 +265,30 @@ def _scan_block(inp: _Inputs, state: _State, c0: int, c1: int, is_max: bool, kee
     bp_dur = torch.empty((R, B, C), dtype=torch.int64, device=dev) if (is_max and keep) else None
     bp_prev = torch.zeros((R, B, C), dtype=torch.int64, device=dev) if (is_max and keep) else None
     trans, dur_rev, init = inp.trans, inp.dur_rev, inp.init
+    # Scratch buffers reused by every step: the loop is bound by per-op overhead, not flops.
+    pair = torch.empty((B, C, C), dtype=dtype, device=dev)
+    X = torch.empty((K, B, C), dtype=dtype, device=dev)
+    dead = torch.empty((K, B, C), dtype=torch.bool, device=dev) if me is not None else None
 
     for i in range(R):
         t = c0 + i
         # Segment-start message at t: O(C^2).
         if t == 0:
             starts[i] = init
-        elif is_max:
-            best = (alphas[i].unsqueeze(2) + trans).max(dim=1)
-            starts[i] = best.values
-            if bp_prev is not None:
-                bp_prev[i] = best.indices
         else:
-            torch.logsumexp(alphas[i].unsqueeze(2) + trans, dim=1, out=starts[i])
+            torch.add(alphas[i].unsqueeze(2), trans, out=pair)
+            if is_max:
+                best = pair.max(dim=1)
+                starts[i] = best.values
+                if bp_prev is not None:
+                    bp_prev[i] = best.indices
+            else:
+                torch.logsumexp(pair, dim=1, out=starts[i])
         torch.add(starts[i], sbS[i], out=bins[K + i])
         # Segments ending at t+1 started at t+1-K .. t: window rows i+1 .. i+K. O(K C).
-        X = bins[i + 1:i + 1 + K] + dur_rev
-        if me is not None:
-            X.masked_fill_(me[i + 1:i + 1 + K] <= t, NEG_INF)
+        torch.add(bins[i + 1:i + 1 + K], dur_rev, out=X)
+        if dead is not None:
+            X.masked_fill_(torch.le(me[i + 1:i + 1 + K], t, out=dead), NEG_INF)
         if is_max:
             best = X.max(dim=0)
             lses[i] = best.values
@@ -413,24 +419,33 @@ def _outside(inp: _Inputs, logz: torch.Tensor, checkpoints, weight: torch.Tensor
         lse = _safe(blk.lses)
         starts = _safe(blk.starts)
         me = inp.me[c0:c1 + K] if inp.me is not None else None
+        # P[i]: adjoint of every segment ending at t+1 (K rows); summed into g_dur after the loop.
+        P = torch.empty((R, K, B, C), dtype=dtype, device=dev)
+        Q = torch.empty((B, C, C), dtype=dtype, device=dev)
+        dead = torch.empty((K, B, C), dtype=torch.bool, device=dev) if me is not None else None
         for i in range(R - 1, -1, -1):
             t = c0 + i
             # Spread the adjoint of alpha[t+1] over the K segments that could end there.
-            X = blk.bins[i + 1:i + 1 + K] + dur_rev
-            if me is not None:
-                X.masked_fill_(me[i + 1:i + 1 + K] <= t, NEG_INF)
-            P = torch.exp(X - lse[i]) * g_alpha[i + 1]
-            g_bin[i + 1:i + 1 + K] += P
-            g_dur_rev += P
+            Pi = P[i]
+            torch.add(blk.bins[i + 1:i + 1 + K], dur_rev, out=Pi)
+            if dead is not None:
+                Pi.masked_fill_(torch.le(me[i + 1:i + 1 + K], t, out=dead), NEG_INF)
+            Pi.sub_(lse[i]).exp_().mul_(g_alpha[i + 1])
+            g_bin[i + 1:i + 1 + K] += Pi
             # g_bin[K+i] is complete now: the adjoint of the start message at t.
-            g_start = g_bin[K + i]
-            if t == 0:
-                g_init += g_start
-            else:
-                Q = torch.exp(blk.alphas[i].unsqueeze(2) + trans - starts[i].unsqueeze(1))
-                Q *= g_start.unsqueeze(1)
+            if t > 0:
+                torch.add(blk.alphas[i].unsqueeze(2), trans, out=Q)
+                Q.sub_(starts[i].unsqueeze(1)).exp_().mul_(g_bin[K + i].unsqueeze(1))
                 g_alpha[i] += Q.sum(dim=2)
-                g_trans += Q.sum(dim=0)
+        g_dur_rev += P.sum(dim=0)
+        # Transition adjoints of the whole block at once: the same products as Q above.
+        first = 1 if c0 == 0 else 0
+        if c0 == 0:
+            g_init += g_bin[K]
+        if R > first:
+            Qall = torch.exp(blk.alphas[first:R].unsqueeze(3) + trans
+                             - starts[first:R].unsqueeze(2)) * g_bin[K + first:K + R].unsqueeze(2)
+            g_trans += Qall.sum(dim=(0, 1))
         g_eb[c0:c1] = g_alpha[1:]
         g_sb[c0:c1] = g_bin[K:]
         # dlogZ/dS[t] for t = c0+1 .. c1: adjoint of alpha[t] minus that of the start message at t.
