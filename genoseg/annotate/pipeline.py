@@ -128,15 +128,19 @@ def _segment_scores(segments: np.ndarray, label_post: np.ndarray) -> np.ndarray:
 
 
 def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device="cpu",
-             tracks: str | None = None, bams: tuple[str, ...] = (), min_mapq: int = 0,
+             tracks: str | None = None, bams: tuple[str, ...] = (), min_mapq: int | None = None,
              progress: bool = True) -> Summary:
     """Annotate every contig of ``genome`` with ``model`` and write the requested outputs."""
     cfg = model.config
     scheme = cfg.scheme
-    source = InputSource(genome, tracks, bams, min_mapq)
     inputs = meta.get("inputs", {})
-    source.check_matches(TrackSpec(tuple(inputs.get("hdf5_tracks", ())),
-                                   int(inputs.get("n_bam", 0))), f"model {meta.get('path', '')}")
+    # BAM coverage is read as the model was trained (strandedness, and MAPQ unless overridden).
+    if min_mapq is None:
+        min_mapq = int(inputs.get("min_mapq", 0))
+    spec = TrackSpec(tuple(inputs.get("hdf5_tracks", ())), int(inputs.get("n_bam", 0)),
+                     bool(inputs.get("bam_stranded", False)))
+    source = InputSource(genome, tracks, bams, min_mapq, spec.bam_stranded)
+    source.check_matches(spec, f"model {meta.get('path', '')}")
     lengths = source.lengths
     want_posteriors = outputs.posteriors is not None
     summary = Summary(contigs=len(lengths), bases=sum(lengths.values()))

@@ -22,7 +22,8 @@ import click
               help="HDF5 feature tracks, if the model was trained with them.")
 @click.option("--bam", "bams", multiple=True, type=click.Path(dir_okay=False),
               help="BAM coverage inputs, if the model was trained with them.")
-@click.option("--min-mapq", default=0, show_default=True)
+@click.option("--min-mapq", type=int, default=None,
+              help="MAPQ filter for --bam coverage (default: the one the model was trained with).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, device,

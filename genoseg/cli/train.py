@@ -21,6 +21,8 @@ import click
 @click.option("--bam", "bams", multiple=True, type=click.Path(dir_okay=False),
               help="BAM file whose log1p read coverage is an input track (repeatable).")
 @click.option("--min-mapq", default=0, show_default=True, help="MAPQ filter for --bam coverage.")
+@click.option("--bam-stranded", is_flag=True,
+              help="Two coverage channels per BAM (reads on + and on - strand) instead of one.")
 @click.option("--steps", type=int, default=None, help="Override [train] steps.")
 @click.option("--device", default=None, help="Override [train] device: auto, cpu, cuda[:N].")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
@@ -29,7 +31,7 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")
-def train(genome, annotation, config_path, tracks, bams, min_mapq, steps, device, seed, status,
+def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, steps, device, seed, status,
           quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
@@ -49,7 +51,8 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, steps, device
     if changes:
         cfg = override(cfg, changes)
     command = "genoseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq),
+    metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq,
+                                            bam_stranded),
                         out_dir, command=command, status=status, progress=not quiet)
     best = metrics.get("best_validation") or {}
     click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; validation nll/base "

@@ -43,6 +43,7 @@ class TrainInputs:
     tracks: str | None = None
     bams: tuple[str, ...] = ()
     min_mapq: int = 0
+    bam_stranded: bool = False
 
 
 def pick_device(name: str) -> torch.device:
@@ -119,7 +120,8 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
-    source = InputSource(inputs.genome, inputs.tracks, inputs.bams, inputs.min_mapq)
+    source = InputSource(inputs.genome, inputs.tracks, inputs.bams, inputs.min_mapq,
+                         inputs.bam_stranded)
     if source.spec.n_tracks != cfg.encoder.n_tracks:
         cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(
             cfg.encoder, n_tracks=source.spec.n_tracks))
@@ -239,7 +241,8 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
             "validation_bases": sum(r.length for r in val_regions),
             **counts,
         },
-        "inputs": {"hdf5_tracks": list(source.spec.hdf5_tracks), "n_bam": source.spec.n_bam},
+        "inputs": {"hdf5_tracks": list(source.spec.hdf5_tracks), "n_bam": source.spec.n_bam,
+                   "bam_stranded": source.spec.bam_stranded, "min_mapq": inputs.min_mapq},
         "device": str(device),
         "torch_version": torch.__version__,
         "metrics": metrics,
