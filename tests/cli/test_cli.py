@@ -280,7 +280,7 @@ def test_model_directory_describes_itself(tiny_model, mini):
     assert meta["weights_sha256"] == sha256(tiny_model / "weights.pt")
     assert meta["metrics"]["steps"] == 4
     assert meta["training_data"]["genome"] == str(mini["fa"])
-    assert meta["inputs"] == {"hdf5_tracks": [], "n_bam": 0}
+    assert meta["inputs"] == {"hdf5_tracks": [], "n_bam": 0, "bam_stranded": False, "min_mapq": 0}
     config = (tiny_model / "config.toml").read_text()
     assert "width = 8" in config and "max_duration = 40" in config
     assert "intron+" in config and "file =" not in config  # the scheme is inline
