@@ -84,6 +84,9 @@ class TrainConfig:
     batch_size: int = 8
     steps: int = 2000
     lr: float = 2e-3
+    # The CRF head's few scores (transitions, durations) must move by several nats from their
+    # flat start; at the encoder's rate they would take tens of thousands of steps to get there.
+    head_lr: float = 3e-2
     weight_decay: float = 1e-2
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
     seed: int = 0
@@ -287,6 +290,7 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (t.batch_size >= 1, "train.batch_size", "must be >= 1"),
         (t.steps >= 0, "train.steps", "must be >= 0"),
         (t.lr > 0, "train.lr", "must be > 0"),
+        (t.head_lr > 0, "train.head_lr", "must be > 0"),
         (t.weight_decay >= 0, "train.weight_decay", "must be >= 0"),
         (t.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = no clipping)"),
         (0.0 <= t.val_fraction < 1.0, "train.val_fraction", "must be in [0, 1)"),

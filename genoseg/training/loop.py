@@ -133,7 +133,12 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
 
     model = build_network(cfg).to(device)
     model.train()
-    optim = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    # Two rates: the encoder's, and a larger one for the CRF head (no weight decay there: it would
+    # pull transition and duration scores towards 0, i.e. towards the flat prior).
+    optim = torch.optim.AdamW([
+        {"params": model.encoder.parameters(), "lr": tc.lr, "weight_decay": tc.weight_decay},
+        {"params": model.head.parameters(), "lr": tc.head_lr, "weight_decay": 0.0},
+    ])
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: _lr_factor(s, tc.steps))
     state = {"step": 0, "best": None, "best_weights": None, "history": [], "impossible": 0,
              "seconds": 0.0}
