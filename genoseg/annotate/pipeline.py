@@ -92,8 +92,7 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     return out
 
 
-def decode_batch(model, emissions: list[torch.Tensor], device, want_posteriors: bool
-                 ) -> list[tuple]:
+def decode_batch(model, emissions: list[torch.Tensor], device) -> list[tuple]:
     """Viterbi + posteriors for contigs of different lengths in one padded batch.
 
     Through the model head, so everything comes back in class space (the scheme's labels): runs
@@ -167,7 +166,7 @@ def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device
         ems = [contig_emissions(model, source, s, lengths[s], device, cfg.annotate.window,
                                 cfg.annotate.overlap, cfg.annotate.batch_size) for s in group]
         for seqid, (segments, lp, bp, log_z, vscore) in zip(group, decode_batch(
-                model, ems, device, want_posteriors)):
+                model, ems, device)):
             if not np.isfinite(vscore):
                 raise InputError(f"{seqid}: the model's label scheme allows no segmentation of "
                                  "this contig")
