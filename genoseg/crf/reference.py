@@ -532,10 +532,11 @@ class _LogPartition(torch.autograd.Function):
         with _one_thread_on_cpu(ctx.inp.device):
             g = _outside(ctx.inp, logz, ctx.checkpoints, grad_logz.to(torch.float64))
         needs = ctx.needs_input_grad
-        B_first = [g.em.transpose(0, 1), g.trans, g.dur, g.init, g.final,
-                   g.sb.transpose(0, 1), g.eb.transpose(0, 1)]
+        # Back to the callers' layout (B, T, C) and dtypes, in forward's argument order.
+        grads = [g.em.transpose(0, 1), g.trans, g.dur, g.init, g.final,
+                 g.sb.transpose(0, 1), g.eb.transpose(0, 1)]
         out = [x.to(dt) if (need and dt is not None) else None
-               for x, dt, need in zip(B_first, ctx.in_dtypes, needs)]
+               for x, dt, need in zip(grads, ctx.in_dtypes, needs)]
         return (*out, None, None)
 
 

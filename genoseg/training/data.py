@@ -45,37 +45,26 @@ def gold_labels(annotation: str | os.PathLike, scheme: LabelScheme,
     path = str(annotation)
     if not os.path.exists(path):
         raise InputError(f"{path}: annotation file not found")
-    labels: dict[str, np.ndarray] = {}
     if scheme.kind == "gene":
         from genoseg.io.gff3 import read_gene_models
-        from genoseg.labels.gene import transcripts_to_labels
+        from genoseg.labels.gene import transcripts_to_labels as to_labels
 
-        transcripts = read_gene_models(path)
-        by_seq: dict[str, list] = {}
-        for tx in transcripts:
-            by_seq.setdefault(tx.seqid, []).append(tx)
-        n_features = len(transcripts)
-        for seqid, txs in by_seq.items():
-            if seqid in lengths:
-                labels[seqid] = transcripts_to_labels(txs, seqid, lengths[seqid], scheme
-                                                      ).astype(np.int8)
+        features = read_gene_models(path)
     else:
         from genoseg.io.bed import read_bed_labels
-        from genoseg.labels.generic import segments_to_labels
+        from genoseg.labels.generic import segments_to_labels as to_labels
 
-        segments = read_bed_labels(path)
-        unknown = sorted({s.label for s in segments} - set(scheme.labels))
+        features = read_bed_labels(path)
+        unknown = sorted({s.label for s in features} - set(scheme.labels))
         if unknown:
             raise InputError(f"{path}: labels {unknown[:5]} are not in the scheme "
                              f"{scheme.name!r} ({', '.join(scheme.labels)})")
-        by_seq = {}
-        for seg in segments:
-            by_seq.setdefault(seg.seqid, []).append(seg)
-        n_features = len(segments)
-        for seqid, segs in by_seq.items():
-            if seqid in lengths:
-                labels[seqid] = segments_to_labels(segs, seqid, lengths[seqid], scheme
-                                                   ).astype(np.int8)
+    by_seq: dict[str, list] = {}
+    for feature in features:
+        by_seq.setdefault(feature.seqid, []).append(feature)
+    labels: dict[str, np.ndarray] = {
+        seqid: to_labels(group, seqid, lengths[seqid], scheme).astype(np.int8)
+        for seqid, group in by_seq.items() if seqid in lengths}
     missing = sorted(set(by_seq) - set(lengths))
     if not labels:
         raise InputError(f"{path}: no annotated sequence is in the genome (annotation seqids "
@@ -83,7 +72,7 @@ def gold_labels(annotation: str | os.PathLike, scheme: LabelScheme,
     if missing:
         log.warning("%d annotated sequence(s) are not in the genome and are ignored, e.g. %s",
                     len(missing), missing[0])
-    return labels, {"features": n_features, "sequences": len(labels)}
+    return labels, {"features": len(features), "sequences": len(labels)}
 
 
 def split_regions(lengths: dict[str, int], seqids: list[str], val_fraction: float,
