@@ -36,7 +36,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-NEG: tl.constexpr = float("-inf")
+NEG = tl.constexpr(float("-inf"))
 
 
 @triton.jit

@@ -12,6 +12,16 @@ from pathlib import Path
 
 import pytest
 
+# Without a GPU the Triton kernels run in Triton's interpreter (numpy, tiny shapes). The flag is
+# read when a kernel module is imported, so it is set before any test imports one.
+try:
+    import torch as _torch
+
+    if not _torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+except ImportError:
+    pass
+
 # tests/oracles.py is imported as `oracles` from any test folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # A source checkout works without `pip install -e .`; appended, so an installed genoseg wins.

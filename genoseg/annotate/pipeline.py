@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genoseg.crf import backend as crf
 from genoseg.errors import InputError
 from genoseg.inputs import InputSource, TrackSpec
 
@@ -128,8 +129,20 @@ def _segment_scores(segments: np.ndarray, label_post: np.ndarray) -> np.ndarray:
 
 def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device="cpu",
              tracks: str | None = None, bams: tuple[str, ...] = (), min_mapq: int | None = None,
-             progress: bool = True) -> Summary:
-    """Annotate every contig of ``genome`` with ``model`` and write the requested outputs."""
+             progress: bool = True, backend: str | None = None) -> Summary:
+    """Annotate every contig of ``genome`` with ``model`` and write the requested outputs.
+
+    ``backend``: the semi-CRF backend for the whole run ("auto", "triton", "torch"; None keeps
+    the choice in force, see ``genoseg.crf.backend``), checked before any input is read.
+    """
+    with crf.use(backend):
+        crf.resolve(device)  # an unusable backend fails before any input is read
+        return _annotate(model, meta, genome, outputs, device=device, tracks=tracks, bams=bams,
+                         min_mapq=min_mapq, progress=progress)
+
+
+def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device, tracks,
+              bams, min_mapq, progress) -> Summary:
     cfg = model.config
     scheme = cfg.scheme
     inputs = meta.get("inputs", {})
@@ -140,6 +153,8 @@ def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device
                      bool(inputs.get("bam_stranded", False)))
     source = InputSource(genome, tracks, bams, min_mapq, spec.bam_stranded)
     source.check_matches(spec, f"model {meta.get('path', '')}")
+    # Logged once the inputs are known good: an input error stays the only line on stderr.
+    log.info("semi-CRF backend: %s", crf.describe(device))
     lengths = source.lengths
     want_posteriors = outputs.posteriors is not None
     summary = Summary(contigs=len(lengths), bases=sum(lengths.values()))

@@ -25,9 +25,14 @@ import click
 @click.option("--min-mapq", type=int, default=None,
               help="MAPQ filter for --bam coverage (default: the one the model was trained with).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--backend", type=click.Choice(["auto", "triton", "torch"]), default="auto",
+              show_default=True, envvar="GENOSEG_BACKEND", show_envvar=True,
+              help="Semi-CRF implementation: auto (the Triton kernels on a CUDA device where "
+                   "they can run, else the PyTorch reference), triton (the kernels or an error) "
+                   "or torch (the reference).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, device,
-             quiet):
+             backend, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -36,6 +41,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     from genoseg.annotate.pipeline import AnnotateOutputs
     from genoseg.annotate.pipeline import annotate as run_annotate
     from genoseg.cli import check_output_path
+    from genoseg.crf import backend as crf
     from genoseg.models import load_model
     from genoseg.training.loop import pick_device
 
@@ -45,6 +51,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     check_output_path(bed, "--bed")
     check_output_path(posteriors and f"{posteriors}.h5", "--posteriors")
     dev = pick_device(device)
+    crf.resolve(dev, backend)  # an unusable --backend fails before the model is loaded
     net, meta = load_model(model, device=str(dev))
     to_stdout = gff3 is None and bed is None and posteriors is None
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +60,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
                                AnnotateOutputs(gff3=target, bed=bed, posteriors=posteriors,
                                                bedgraph=bedgraph),
                                device=dev, tracks=tracks, bams=tuple(bams), min_mapq=min_mapq,
-                               progress=not quiet)
+                               progress=not quiet, backend=backend)
         if to_stdout:
             sys.stdout.write(Path(target).read_text())
             sys.stdout.flush()

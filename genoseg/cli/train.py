@@ -28,11 +28,16 @@ import click
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
 @click.option("--status", default="trained", show_default=True,
               help="Status word recorded in the model card (e.g. provisional).")
+@click.option("--backend", type=click.Choice(["auto", "triton", "torch"]), default="auto",
+              show_default=True, envvar="GENOSEG_BACKEND", show_envvar=True,
+              help="Semi-CRF implementation: auto (the Triton kernels on a CUDA device where "
+                   "they can run, else the PyTorch reference), triton (the kernels or an error) "
+                   "or torch (the reference).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")
-def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, steps, device, seed, status,
-          quiet, out_dir):
+def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, steps, device,
+          seed, status, backend, quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
     Rerunning the same command on the same output directory resumes from its last checkpoint
@@ -53,7 +58,8 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded,
     command = "genoseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq,
                                             bam_stranded),
-                        out_dir, command=command, status=status, progress=not quiet)
+                        out_dir, command=command, status=status, progress=not quiet,
+                        backend=backend)
     best = metrics.get("best_validation") or {}
     click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; validation nll/base "
                f"{best.get('val_nll_per_base', float('nan')):.4f}, accuracy "

@@ -25,6 +25,7 @@ import torch
 
 import genoseg
 from genoseg.config import GenosegConfig
+from genoseg.crf import backend as crf
 from genoseg.errors import GenosegError, InputError
 from genoseg.inputs import InputSource
 from genoseg.models import build_network, save_model_dir
@@ -112,11 +113,25 @@ def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[st
 
 
 def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *,
-          command: str = "", status: str = "trained", progress: bool = True) -> dict:
-    """Train a model and write it to ``out_dir``. Returns the final metrics."""
+          command: str = "", status: str = "trained", progress: bool = True,
+          backend: str | None = None) -> dict:
+    """Train a model and write it to ``out_dir``. Returns the final metrics.
+
+    ``backend``: the semi-CRF backend for the whole run ("auto", "triton", "torch"; None keeps
+    the choice in force, see ``genoseg.crf.backend``). It is checked before any input is read
+    and is not part of the config, so a run may resume on another backend.
+    """
+    device = pick_device(cfg.train.device)
+    with crf.use(backend):
+        return _train(cfg, inputs, out_dir, device, crf.resolve(device), command=command,
+                      status=status, progress=progress)
+
+
+def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
+           device: torch.device, crf_backend: str, *, command: str, status: str,
+           progress: bool) -> dict:
     out = Path(out_dir)
     tc = cfg.train
-    device = pick_device(tc.device)
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed)
 
@@ -162,6 +177,8 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
         log.info("resuming from step %d of %d", state["step"], tc.steps)
+    # Logged once inputs and checkpoint are known good, so such an error stays the only line.
+    log.info("semi-CRF backend: %s", crf.describe(device))
 
     def save_checkpoint():
         from genoseg.io.atomic import atomic_path
@@ -249,6 +266,7 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
         "inputs": {"hdf5_tracks": list(source.spec.hdf5_tracks), "n_bam": source.spec.n_bam,
                    "bam_stranded": source.spec.bam_stranded, "min_mapq": inputs.min_mapq},
         "device": str(device),
+        "crf_backend": crf_backend,
         "torch_version": torch.__version__,
         "metrics": metrics,
     }

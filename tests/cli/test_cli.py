@@ -676,3 +676,67 @@ def test_models_show_directory(tiny_model):
 def test_models_show_not_a_model(tmp_path):
     line = assert_one_line_error(*run_main("models", "show", tmp_path))
     assert "not a genoseg model directory" in line
+
+
+# ------------------------------------------------------------------------------------------------
+# Semi-CRF backend (--backend, GENOSEG_BACKEND)
+
+
+def test_annotate_backend_torch(mini, tiny_model, annotated, tmp_path, monkeypatch, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("GENOSEG_BACKEND", "triton")  # the option wins over the environment
+    out = tmp_path / "pred.gff3"
+    invoke("annotate", mini["fa"], "-m", tiny_model, "-o", out, "--backend", "torch", "-q")
+    # `annotated` ran under the default (auto) on the CPU: the same reference, the same records.
+    assert out.read_text() == annotated["gff3"].read_text()
+    assert "semi-CRF backend: torch reference (cpu)" in caplog.messages
+
+
+def test_model_records_its_backend(tiny_model):
+    import torch
+
+    meta = json.loads((tiny_model / "model.json").read_text())
+    assert meta["crf_backend"] in ("torch", "triton")
+    if not torch.cuda.is_available():
+        assert meta["crf_backend"] == "torch"
+
+
+@pytest.mark.parametrize("command", ["train", "annotate"])
+def test_backend_triton_without_cuda(command, mini, tiny_model, tmp_path):
+    import torch
+
+    if command == "train":
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here (train's device is auto)")
+        args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                "-o", tmp_path / "model", "--backend", "triton", "-q"]
+    else:  # annotate's device is cpu unless told otherwise
+        args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3",
+                "--backend", "triton", "-q"]
+    line = assert_one_line_error(*run_main(*args))
+    assert "semi-CRF backend 'triton' needs CUDA tensors, got a tensor on cpu" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_backend_from_environment(mini, tiny_model, tmp_path, monkeypatch):
+    args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3", "-q"]
+    monkeypatch.setenv("GENOSEG_BACKEND", "triton")
+    line = assert_one_line_error(*run_main(*args))
+    assert "semi-CRF backend 'triton'" in line
+    monkeypatch.setenv("GENOSEG_BACKEND", "gpu")
+    code, out, err = run_main(*args)
+    assert code == 2 and "Traceback" not in err and out == ""
+    assert "Invalid value for '--backend'" in err and "'gpu'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_subprocess_backend_triton_on_cpu(mini, tiny_model, tmp_path):
+    out = tmp_path / "pred.gff3"
+    proc = subprocess_genoseg("annotate", mini["fa"], "-m", tiny_model, "-o", out,
+                              "--device", "cpu", "--backend", "triton")
+    assert proc.returncode == 1
+    line = assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
+    assert "semi-CRF backend 'triton' needs CUDA tensors" in line
+    assert not out.exists()

@@ -37,6 +37,7 @@ rule annotate:
         genoseg=GENOSEG,
         model=MODEL_DIR,
         device=config["device"],
+        backend=config.get("backend") or "auto",
         outputs=annotate_flags,
         extra=config["annotate_args"] or "",
     threads: int(config["threads"])
@@ -45,5 +46,5 @@ rule annotate:
         runtime=240,  # minutes
     shell:
         "OMP_NUM_THREADS={threads} {params.genoseg} annotate {input.genome:q}"
-        " --model {params.model:q} --device {params.device:q} {params.outputs}"
-        " --quiet {params.extra} 2> {log:q}"
+        " --model {params.model:q} --device {params.device:q} --backend {params.backend:q}"
+        " {params.outputs} --quiet {params.extra} 2> {log:q}"

@@ -20,6 +20,7 @@ rule train:
         genoseg=GENOSEG,
         model_dir=MODEL_DIR,
         device=config["device"],
+        backend=config.get("backend") or "auto",
         extra=config["train_args"] or "",
     threads: int(config["threads"])
     resources:
@@ -29,4 +30,5 @@ rule train:
         "OMP_NUM_THREADS={threads} {params.genoseg} train"
         " --genome {input.genome:q} --annotation {input.annotation:q}"
         " --config {input.train_config:q} --output {params.model_dir:q}"
-        " --device {params.device:q} --quiet {params.extra} 2> {log:q}"
+        " --device {params.device:q} --backend {params.backend:q} --quiet {params.extra}"
+        " 2> {log:q}"

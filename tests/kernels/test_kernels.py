@@ -1,0 +1,199 @@
+"""genoseg_kernels against the brute-force oracle and the float64 reference, on the CPU.
+
+Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1),
+so shapes stay tiny. The kernels compute in float32; tolerances are float32-sized (1e-4 on log
+scores and probabilities) against float64 truths, which a wrong recursion misses by orders of
+magnitude. The same cases as the reference's tests (tests/crf/test_reference.py) are used, so
+every optional input, -inf entries, junk past ragged lengths and invalid sequences are covered.
+Larger shapes, T up to 1e8 and timing are in test_kernels_gpu.py (marked gpu).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from crf.test_reference import (  # noqa: E402
+    CASES,
+    PARAMS,
+    PER_POSITION,
+    call,
+    element,
+    get_case,
+    labels_of,
+    lengths_of,
+    make_case,
+    oracle,
+    select,
+)
+from genoseg.crf import reference as ref  # noqa: E402
+from genoseg_kernels import api as gk  # noqa: E402
+from oracles import segmentation_score  # noqa: E402
+
+NEG_INF = float("-inf")
+# On a GPU machine the same tests run the compiled kernels.
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ATOL = 1e-4  # float32 kernel vs float64 truth
+
+
+def _np(x):
+    return x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, np.float64)
+
+
+def _close(got, want, atol=ATOL, rtol=1e-5, msg=""):
+    got, want = _np(got), _np(want)
+    np.testing.assert_allclose(got, want,
+                               rtol=rtol, atol=atol, err_msg=msg)
+
+
+def kcall(fn, c, chunk=None, **override):
+    """Like the reference tests' ``call``, plus the kernels' chunk length."""
+    kw = {k: (v.to(DEVICE) if torch.is_tensor(v) and not v.requires_grad else v)
+          for k, v in {**c, **override}.items()}
+    out = fn(kw["emissions"], kw["transitions"], kw["durations"], kw["lengths"],
+             init=kw["init"], final=kw["final"], start_bias=kw["start_bias"],
+             end_bias=kw["end_bias"], max_end=kw["max_end"], chunk=chunk)
+    return out
+
+
+def _check_viterbi(c, b, seg, best):
+    """seg is a valid segmentation of element b whose float64 score is the best one."""
+    L, K = lengths_of(c)[b], c["durations"].shape[0]
+    rows = seg.tolist()
+    assert seg.dtype == torch.int64 and rows[0][0] == 0 and rows[-1][1] == L, rows
+    for i, (s, t, lab) in enumerate(rows):
+        assert 1 <= t - s <= K, rows
+        if i:
+            assert rows[i - 1][1] == s, rows
+    assert segmentation_score(seg, **element(c, b)) == pytest.approx(best, rel=1e-6, abs=ATOL)
+    return rows
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_kernels_match_oracle(name):
+    c = get_case(name)
+    B, T, C = c["emissions"].shape
+    label_post, boundary_post, logz = kcall(gk.posteriors_and_logz, c)
+    plain = kcall(gk.semicrf_logz, c)  # forward only: no grad needed
+    scores, segments = kcall(gk.semicrf_viterbi, c)
+    assert logz.dtype == torch.float64 and label_post.shape == (B, T, C)
+    assert boundary_post.shape == (B, T) and len(segments) == B
+    for x in (label_post, boundary_post, logz, plain, scores):
+        assert not torch.isnan(x).any(), x
+    for b, o in enumerate(oracle(name)):
+        mg = o["marginals"]
+        best, best_seg, unique = o["viterbi"]
+        if mg["logz"] == NEG_INF:
+            assert logz[b].item() == NEG_INF and plain[b].item() == NEG_INF
+            assert scores[b].item() == NEG_INF and tuple(segments[b].shape) == (0, 3)
+            assert (label_post[b] == 0).all() and (boundary_post[b] == 0).all()
+            continue
+        _close(logz[b], mg["logz"], msg=f"b={b} logZ")
+        _close(plain[b], mg["logz"], msg=f"b={b} logZ forward-only")
+        _close(label_post[b], mg["emissions"], msg=f"b={b} label posteriors")
+        _close(boundary_post[b], mg["end_bias"].sum(1), msg=f"b={b} boundary posteriors")
+        _close(scores[b], best, msg=f"b={b} Viterbi score")
+        rows = _check_viterbi(c, b, segments[b], best)
+        if unique:
+            L = lengths_of(c)[b]
+            np.testing.assert_array_equal(labels_of(rows, L), labels_of(best_seg, L))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_kernel_gradients_match_oracle(name):
+    c = get_case(name)
+    for b, o in enumerate(oracle(name)):
+        mg = o["marginals"]
+        if mg["logz"] == NEG_INF:
+            continue
+        cb = select(c, b)
+        leaves = {k: cb[k].clone().to(DEVICE).requires_grad_(True) for k in PARAMS}
+        kcall(gk.semicrf_logz, cb, **leaves).sum().backward()
+        for k in PARAMS:
+            got = leaves[k].grad
+            assert got is not None and not torch.isnan(got).any(), (b, k)
+            if k in PER_POSITION:
+                got = got[0]
+            _close(got, mg[k], msg=f"b={b} d logZ / d {k}")
+
+
+def test_invalid_neighbour_does_not_poison_gradients():
+    c = get_case("invalid_mixed_odd_length")
+    leaves = {k: c[k].clone().to(DEVICE).requires_grad_(True) for k in PARAMS}
+    logz = kcall(gk.semicrf_logz, c, **leaves)
+    assert torch.isinf(logz).any() and torch.isfinite(logz).any()
+    logz[torch.isfinite(logz)].sum().backward()
+    for k in PARAMS:
+        assert not torch.isnan(leaves[k].grad).any(), k
+
+
+# ----------------------------------------------------------------------------------------------
+# Chunk-parallel scans: many chunks from guessed states, checked and rerun until exact
+
+
+def _chunked_case():
+    c = make_case(34, 2, 128, 4, 6, ragged=True, neg_inf=0.1, max_end=True, scale=2.0)
+    assert 32 < int(c["lengths"][1]) < 128  # the second sequence ends inside a later chunk
+    return c
+
+
+def test_chunked_scans_match_reference():
+    c = _chunked_case()
+    leaves = {k: c[k].clone().to(DEVICE).requires_grad_(True) for k in PARAMS}
+    logz = kcall(gk.semicrf_logz, c, chunk=32, **leaves)
+    passes = gk.last_stats()
+    assert passes["forward"]["chunk"] == 32 and passes["forward"]["passes"] >= 2
+    logz.sum().backward()
+    ref_leaves = {k: c[k].clone().requires_grad_(True) for k in PARAMS}
+    want = call(ref.semicrf_logz, c, **ref_leaves)
+    want.sum().backward()
+    _close(logz.detach(), want.detach(), msg="logZ")
+    for k in PARAMS:
+        _close(leaves[k].grad, ref_leaves[k].grad, atol=3e-4, msg=f"d logZ / d {k}")
+
+    post, bpost, _ = kcall(gk.posteriors_and_logz, c, chunk=32)
+    post_ref, bpost_ref = call(ref.semicrf_posteriors, c)
+    _close(post, post_ref, msg="label posteriors")
+    _close(bpost, bpost_ref, msg="boundary posteriors")
+
+    scores, segs = kcall(gk.semicrf_viterbi, c, chunk=32)
+    scores_ref, segs_ref = call(ref.semicrf_viterbi, c)
+    _close(scores, scores_ref, msg="Viterbi score")
+    for b in range(2):
+        L = lengths_of(c)[b]
+        got, want = labels_of(segs[b].tolist(), L), labels_of(segs_ref[b].tolist(), L)
+        # Random scores make ties vanishingly unlikely: the labelling is the reference's.
+        np.testing.assert_array_equal(got, want)
+
+
+def test_repeats_are_bitwise_identical():
+    c = _chunked_case()
+    a = kcall(gk.posteriors_and_logz, c, chunk=32)
+    b = kcall(gk.posteriors_and_logz, c, chunk=32)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_emissions_accumulate_in_float32(dtype):
+    c = make_case(22, 2, 12, 3, 4, junk=False)
+    low = {**c, "emissions": c["emissions"].to(dtype)}
+    got = kcall(gk.semicrf_logz, low)
+    assert got.dtype == torch.float32
+    want = call(ref.semicrf_logz, {**c, "emissions": c["emissions"].to(dtype).double()})
+    _close(got, want)
+
+
+def test_bad_input_is_a_clear_error():
+    c = make_case(23, 1, 5, 2, 3, junk=False)
+    with pytest.raises(ValueError, match="transitions must be"):
+        kcall(gk.semicrf_logz, c, transitions=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="lengths must lie"):
+        kcall(gk.semicrf_logz, c, lengths=torch.tensor([9]))
+    bad = c["emissions"].clone()
+    bad[0, 2, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        kcall(gk.semicrf_logz, c, emissions=bad)
