@@ -158,39 +158,6 @@ def prepare(emissions, transitions, durations, lengths=None, init=None, final=No
                     final=vector("final", final))
 
 
-def reversed_problem(emissions, transitions, durations, lengths=None, init=None, final=None,
-                     start_bias=None, end_bias=None, max_end=None) -> Prepared:
-    """The same problem on the reversed sequences: the backward pass is this problem's forward.
-
-    Position t of sequence b maps to L_b - 1 - t. Start and end biases swap, transitions are
-    transposed, init and final swap, and a limit on where a segment may end given its start
-    (max_end) becomes a limit on where it may start given its last base (min_start)."""
-    B, T, C = emissions.shape
-    dev = emissions.device
-    L = (torch.full((B,), T, dtype=torch.int64, device=dev) if lengths is None
-         else torch.as_tensor(lengths, device=dev).to(torch.int64))
-    if L.shape == (B,) and bool((L == T).all()):
-        def flip(x):
-            return None if x is None else x.flip(1)
-    else:
-        t = torch.arange(T, device=dev)[None, :]
-        idx = (L[:, None] - 1 - t).clamp(0, T - 1)  # (B, T)
-
-        def flip(x):
-            if x is None:
-                return None
-            return torch.gather(x, 1, idx[..., None].expand(B, T, x.shape[2]))
-
-    min_start = None
-    if max_end is not None:
-        if max_end.shape != (B, T, C):
-            raise ValueError(f"max_end must be (B, T, C) = {(B, T, C)}, got {tuple(max_end.shape)}")
-        me = max_end.to(torch.int64).clamp(-1, T + 1)
-        min_start = flip(L[:, None, None] - me)
-    return prepare(flip(emissions), transitions.t(), durations, lengths, init=final, final=init,
-                   start_bias=flip(end_bias), end_bias=flip(start_bias), min_start=min_start)
-
-
 # ----------------------------------------------------------------------------------------------
 # The chunk-parallel scan
 # ----------------------------------------------------------------------------------------------
@@ -207,7 +174,6 @@ class ScanResult:
     norm: torch.Tensor | None = None  # (B, NBLK) float64 absolute normaliser of each block
     bp_prev: torch.Tensor | None = None  # (B, T, C) int32
     bp_dur: torch.Tensor | None = None  # (B, T, C) int32, durations 1..K
-    gdur: torch.Tensor | None = None  # (B, K, C) float32 expected duration counts (GRAD_DUR)
 
 
 def _tiles(K: int, C: int) -> tuple[int, int, int, int]:
@@ -257,7 +223,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = None,
-         grad_dur: dict | None = None, max_passes: int | None = None) -> ScanResult:
+         max_passes: int | None = None) -> ScanResult:
     B, T, C, K = p.B, p.T, p.C, p.K
     dev = p.em.device
     chunk = chunk or choose_chunk(B, T, K, dev)
@@ -286,11 +252,6 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
         if is_max:
             bp_prev = torch.zeros((B, T, C), dtype=torch.int32, device=dev)
             bp_dur = torch.zeros((B, T, C), dtype=torch.int32, device=dev)
-    gd = grad_dur or {}
-    gdur = torch.zeros((B, NC, K, CB), **f32) if grad_dur else dummy_f
-    if grad_dur:
-        st_in = grad_dur["start_states"]
-        active = exists.to(torch.int32).contiguous()
 
     passes = 0
     limit = max_passes or (NC + 1)
@@ -303,16 +264,14 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
             st_in, st_out, growth, zend, active,
             start_out if store else dummy_f, alpha_out if store else dummy_f, norm_out,
             bp_prev if bp_prev is not None else dummy_i, bp_dur if bp_dur is not None else dummy_i,
-            gdur, gd.get("fwd_start", dummy_f), gd.get("fwd_norm", dummy_d),
-            gd.get("offsets", dummy_d), gd.get("logz", dummy_d),
             T, NC, NBLK,
             K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, CHUNK=chunk,
             IS_MAX=is_max, HAS_SB=p.sb is not None, HAS_EB=p.eb is not None,
             HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store,
-            GRAD_DUR=bool(grad_dur), num_warps=num_warps,
+            num_warps=num_warps,
         )
         passes += 1
-        if NC == 1 or grad_dur:
+        if NC == 1:
             break
         ok = _close(st_out[:, :-1, :, :C], st_in[:, 1:, :, :C])
         wrong = exists[:, 1:] & ~ok
@@ -332,11 +291,103 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
     score = offsets.gather(1, last[:, None])[:, 0] + zend
     score = torch.where(torch.isnan(score), torch.full_like(score, NEG_INF), score)
     res = ScanResult(score=score, passes=passes, chunk=chunk, offsets=offsets)
-    res.final_states = st_in  # the converged start states (for a later gradient pass)
     if store:
         blk_chunk = (torch.arange(NBLK, device=dev) * BLOCK) // chunk
         res.norm = norm_out + offsets[:, blk_chunk]
         res.start, res.alpha, res.bp_prev, res.bp_dur = start_out, alpha_out, bp_prev, bp_dur
-    if grad_dur:
-        res.gdur = gdur[..., :C].sum(dim=1)  # (B, K, C)
     return res
+
+
+# ----------------------------------------------------------------------------------------------
+# The chunk-parallel outside scan (marginals)
+# ----------------------------------------------------------------------------------------------
+
+P_ATOL = 2e-6  # outside states are probabilities; float32 noise on them is ~1e-7
+P_RTOL = 1e-4
+
+
+@dataclass
+class Marginals:
+    em: torch.Tensor  # (B, T, C) P(position in a segment of label c)   = d logZ / d emissions
+    sb: torch.Tensor  # (B, T, C) P(a segment of label c starts here)   = d logZ / d start_bias
+    eb: torch.Tensor  # (B, T, C) P(a segment of label c ends here)     = d logZ / d end_bias
+    trans: torch.Tensor  # (B, C, C) expected transition counts
+    dur: torch.Tensor  # (B, K, C) expected segment counts per duration
+    init: torch.Tensor  # (B, C)
+    final: torch.Tensor  # (B, C)
+    passes: int
+    chunk: int
+
+
+def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None) -> Marginals:
+    """Marginals of every score from the forward's stored messages (``scan(..., store=True)``)."""
+    from genoseg_kernels.outside import semicrf_outside_kernel
+
+    B, T, C, K = p.B, p.T, p.C, p.K
+    dev = p.em.device
+    chunk = fwd.chunk
+    NC = -(-T // chunk)
+    NBLK = -(-T // BLOCK)
+    CB, KT, NKT, num_warps = _tiles(K, C)
+    f32 = dict(dtype=torch.float32, device=dev)
+    starts = torch.arange(NC, device=dev) * chunk
+    exists = starts[None, :] < p.lengths[:, None]
+    # Guesses: no open segment, and the label of the segment ending at the chunk's right end
+    # distributed as the forward alone suggests. The chunk holding the end starts exactly.
+    st_in = torch.zeros((B, NC, K + 2, CB), **f32)
+    right = (starts + chunk).clamp(max=T)
+    rows = torch.minimum(right[None, :].expand(B, NC), p.lengths[:, None]) - 1
+    a_right = torch.gather(fwd.alpha, 1, rows[..., None].expand(B, NC, C))
+    st_in[:, :, K + 1, :C] = torch.softmax(a_right, dim=2).nan_to_num(0.0)
+    st_out = torch.empty_like(st_in)
+    wring = torch.empty((B, NC, K + 1, CB), **f32)
+    g_em = torch.zeros((B, T, C), **f32)
+    g_sb = torch.zeros((B, T, C), **f32)
+    g_eb = torch.zeros((B, T, C), **f32)
+    g_trans = torch.zeros((B, NC, CB, CB), **f32)
+    g_dur = torch.zeros((B, NC, K, CB), **f32)
+    g_init = torch.zeros((B, CB), **f32)
+    active = exists.to(torch.int32).contiguous()
+    dummy_f = torch.empty(1, **f32)
+    dummy_i = torch.empty(1, dtype=torch.int32, device=dev)
+    norm = fwd.norm.contiguous()
+    passes = 0
+    limit = max_passes or (NC + 1)
+    while True:
+        g_dur[active.bool()] = 0.0
+        semicrf_outside_kernel[(NC, B)](
+            p.em, p.sb if p.sb is not None else dummy_f,
+            p.me if p.me is not None else dummy_i, p.ms if p.ms is not None else dummy_i,
+            p.trans, p.dur, p.mu, p.final, p.lengths,
+            fwd.start, fwd.alpha, norm,
+            st_in, st_out, wring, active,
+            g_em, g_sb, g_eb, g_trans, g_dur, g_init,
+            T, NC, NBLK,
+            K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, CHUNK=chunk,
+            HAS_SB=p.sb is not None, HAS_ME=p.me is not None, HAS_MS=p.ms is not None,
+            num_warps=num_warps,
+        )
+        passes += 1
+        if NC == 1:
+            break
+        # Chunk j starts where chunk j + 1 ended.
+        a, b = st_out[:, 1:, :, :C], st_in[:, :-1, :, :C]
+        # Compared at mass 1, as the kernel uses them (see outside.py).
+        a = a / a.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)
+        b = b / b.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)
+        ok = ((a - b).abs() <= P_ATOL + P_RTOL * b.abs()).flatten(2).all(dim=2)
+        holds_end = (starts[None, :-1] + chunk) >= p.lengths[:, None]
+        wrong = exists[:, 1:] & ~holds_end & ~ok
+        if not bool(wrong.any()):
+            break
+        if passes >= limit:
+            raise RuntimeError(f"chunked outside scan did not converge in {passes} passes")
+        st_in[:, :-1][wrong] = st_out[:, 1:][wrong]
+        active = torch.zeros((B, NC), dtype=torch.int32, device=dev)
+        active[:, :-1] = wrong.to(torch.int32)
+    idx = (p.lengths - 1)[:, None, None].expand(B, 1, C)
+    a_last = torch.gather(fwd.alpha, 1, idx)[:, 0]
+    g_final = torch.softmax(a_last + p.final, dim=1).nan_to_num(0.0)
+    return Marginals(em=g_em, sb=g_sb, eb=g_eb, trans=g_trans.sum(dim=1)[:, :C, :C],
+                     dur=g_dur.sum(dim=1)[..., :C], init=g_init[:, :C], final=g_final,
+                     passes=passes, chunk=chunk)

@@ -25,10 +25,9 @@ Options are compile-time flags, so an unused input costs nothing:
   IS_MAX    max-plus semiring (Viterbi); back-pointers are stored when STORE is set.
   HAS_SB / HAS_EB   start_bias / end_bias (B, T, C).
   HAS_ME    max_end per segment START (B, T, C) int32: a segment from s ends at or before me[s].
-  HAS_MS    min_start per segment LAST BASE (B, T, C) int32: what max_end becomes when the
-            sequence is reversed for the backward pass.
-  STORE     write start messages and alphas (frame values) and per-block log-normalisers.
-  GRAD_DUR  accumulate the expected duration counts of this chunk (gradient of the durations).
+  HAS_MS    min_start per segment LAST BASE (B, T, C) int32 (the same limit seen from the end).
+  STORE     write start messages and alphas (frame values) and per-block log-normalisers, which
+            the outside scan (``outside.py``) reads.
 """
 
 from __future__ import annotations
@@ -55,12 +54,11 @@ def semicrf_scan_kernel(
     trans_ptr, dur_ptr, mu_ptr, init_ptr, final_ptr, len_ptr,
     st_in_ptr, st_out_ptr, growth_ptr, zend_ptr, active_ptr,
     start_out_ptr, alpha_out_ptr, norm_out_ptr, bp_prev_ptr, bp_dur_ptr,
-    gdur_ptr, fwd_start_ptr, fwd_norm_ptr, offs_ptr, logz_ptr,
     T, NC, NBLK,
     K: tl.constexpr, C: tl.constexpr, CB: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
     BLOCK: tl.constexpr, CHUNK: tl.constexpr,
     IS_MAX: tl.constexpr, HAS_SB: tl.constexpr, HAS_EB: tl.constexpr, HAS_ME: tl.constexpr,
-    HAS_MS: tl.constexpr, STORE: tl.constexpr, GRAD_DUR: tl.constexpr,
+    HAS_MS: tl.constexpr, STORE: tl.constexpr,
 ):
     j = tl.program_id(0)
     b = tl.program_id(1)
@@ -102,11 +100,6 @@ def semicrf_scan_kernel(
     if STORE:
         if active:
             tl.store(norm_out_ptr + b64 * NBLK + c_lo // BLOCK, lognorm)
-    if GRAD_DUR:
-        offset = tl.load(offs_ptr + prog)
-        logz = tl.load(logz_ptr + b64)
-        gdur = gdur_ptr + prog * K * ROW
-
     em_b = em_ptr + b64 * T * C
     for t in range(c_lo, c_hi):
         # --- segment-start message at t: O(C^2) -------------------------------------------
@@ -174,37 +167,6 @@ def semicrf_scan_kernel(
             tl.store(alpha_out_ptr + row_t + cc, alpha, mask=cmask)
             if IS_MAX:
                 tl.store(bp_dur_ptr + row_t + cc, best_d, mask=cmask)
-        if GRAD_DUR:
-            # This is the reversed problem: step t is original start s = L - 1 - t, and alpha is
-            # the log-weight of all completions from a segment starting there. Each duration's
-            # share of it, times P(a segment of label c starts at s), is that segment's posterior.
-            s_orig = L - 1 - t
-            fwd = tl.load(fwd_start_ptr + b64 * T * C + s_orig * C + cc, mask=cmask, other=NEG)
-            fnorm = tl.load(fwd_norm_ptr + b64 * NBLK + s_orig // BLOCK)
-            rel = (fnorm + lognorm + offset - logz).to(tl.float32)
-            p_start = tl.exp(fwd + alpha + rel)
-            p_start = tl.where(cmask & (window > NEG), p_start, 0.0)
-            wsafe = tl.where(window == NEG, 0.0, window)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                dm1 = (t % R1 - rows + R1) % R1
-                ok = (rows < R1) & (dm1 < K) & (dm1 <= t)
-                s_pos = t - dm1
-                m2 = ok[:, None] & cmask[None, :]
-                x = tl.load(ring + rows[:, None] * ROW + cc[None, :], mask=m2, other=NEG)
-                dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
-                x = x + dur + mu[None, :] * (dm1 + 1).to(tl.float32)[:, None]
-                if HAS_ME:
-                    me = tl.load(me_ptr + b64 * T * C + s_pos[:, None] * C + cc[None, :],
-                                 mask=m2, other=0)
-                    x = tl.where(me > t, x, NEG)
-                if HAS_MS:
-                    x = tl.where(s_pos[:, None] >= ms[None, :], x, NEG)
-                share = tl.where(m2, tl.exp(x - wsafe[None, :]), 0.0) * p_start[None, :]
-                g_offs = gdur + dm1[:, None] * ROW + cc[None, :]
-                acc = tl.load(g_offs, mask=m2, other=0.0)
-                tl.store(g_offs, acc + share, mask=m2)
-
         if t + 1 == L:
             fin = alpha + final
             if IS_MAX:

@@ -76,9 +76,12 @@ def test_kernels_match_reference_on_gpu(name):
     assert (err <= 2 * err32 + floor).all(), (name, err.tolist(), err32.tolist())
 
     post, bpost = _call(ref.semicrf_posteriors, kw, lengths)
+    post32, bpost32 = _call(ref.semicrf_posteriors, kw, lengths, torch.float32)
     postk, bpostk = _call(gk.semicrf_posteriors, kw, lengths, torch.float32, chunk=chunk)
-    assert (postk.double() - post).abs().max().item() < 2e-4
-    assert (bpostk.double() - bpost).abs().max().item() < 2e-4
+    for got, f32, want in ((postk, post32, post), (bpostk, bpost32, bpost)):
+        err = (got.double() - want).abs().max().item()
+        err32 = (f32.double() - want).abs().max().item()
+        assert err <= 2 * err32 + 1e-4, (name, err, err32)
 
     v64, segs = _call(ref.semicrf_viterbi, kw, lengths)
     v32, _ = _call(ref.semicrf_viterbi, kw, lengths, torch.float32)
