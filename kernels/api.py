@@ -8,7 +8,7 @@ transition, duration, initial and final label) is a sum of those masses, and non
 depends on a global normaliser, so they stay accurate at any sequence length.
 
 Viterbi: the max-plus scan stores back-pointers (best previous label per start, best duration per
-end); a one-program-per-sequence kernel walks them from the end.
+end), and ``traceback.py`` walks them chunk-parallel.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from genoseg_kernels.chunked import outside, prepare, scan
+from genoseg_kernels.traceback import traceback
 
 __all__ = ["semicrf_logz", "semicrf_viterbi", "semicrf_posteriors", "posteriors_and_logz",
            "last_stats"]
@@ -40,23 +41,6 @@ def _record(name: str, res) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-@triton.jit
-def _traceback_kernel(bp_prev_ptr, bp_dur_ptr, last_ptr, len_ptr, seg_label_ptr, T,
-                      C: tl.constexpr):
-    """Walk back from each sequence's end; write the label of every segment at its start."""
-    b = tl.program_id(0).to(tl.int64)
-    pos = tl.load(len_ptr + b).to(tl.int64)
-    lab = tl.load(last_ptr + b).to(tl.int64)
-    base = b * T * C
-    while pos > 0:
-        d = tl.load(bp_dur_ptr + base + (pos - 1) * C + lab).to(tl.int64)
-        s = pos - d
-        tl.store(seg_label_ptr + b * T + s, lab.to(tl.int32))
-        nxt = tl.load(bp_prev_ptr + base + tl.maximum(s, 0) * C + lab).to(tl.int64)
-        lab = tl.where(s > 0, nxt, lab)
-        pos = s
-
-
 @torch.no_grad()
 def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=None, final=None,
                     start_bias=None, end_bias=None, max_end=None, chunk=None):
@@ -67,14 +51,10 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     res = scan(p, is_max=True, store=True, chunk=chunk)
     _record("viterbi", res)
     B, T = p.B, p.T
-    idx = (p.lengths - 1)[:, None, None].expand(B, 1, p.C)
-    last_alpha = torch.gather(res.alpha, 1, idx)[:, 0]  # (B, C) frame values
-    last = (last_alpha + p.final).argmax(dim=1).to(torch.int32)
     alive = torch.isfinite(res.score)
-    seg_label = torch.full((B, T), -1, dtype=torch.int32, device=p.em.device)
     lengths_walk = torch.where(alive, p.lengths, torch.zeros_like(p.lengths))
-    _traceback_kernel[(B,)](res.bp_prev, res.bp_dur, last, lengths_walk, seg_label, T, C=p.C,
-                            num_warps=1)
+    seg_label = traceback(res.bp_prev, res.bp_dur, res.alpha, p.final, lengths_walk, res.chunk,
+                          p.K)
     segments = []
     seg_label = seg_label.cpu()
     for b in range(B):

@@ -50,8 +50,8 @@ class Prepared:
     C: int
     K: int
     lengths: torch.Tensor  # (B,) int64 on the device
-    em: torch.Tensor  # (B, T, C) float32, zero-centred per sequence and label, 0 past lengths
-    mu: torch.Tensor  # (B, C) float32: the centring, folded into durations as mu * d
+    em: torch.Tensor  # (B, T, C) float32 (-inf entries zeroed: they became max_end limits)
+    mu: torch.Tensor  # (B, C) float32 per-label mean: kernels use em - mu, durations + mu * d
     sb: torch.Tensor | None
     eb: torch.Tensor | None
     me: torch.Tensor | None  # (B, T, C) int32 max_end per start (user limit and -inf emissions)
@@ -94,6 +94,7 @@ def prepare(emissions, transitions, durations, lengths=None, init=None, final=No
     valid = (torch.arange(T, device=dev)[None, :] < lengths[:, None])[..., None] if ragged else None
 
     def per_position(name, x, fill):
+        """float32, contiguous, junk past the lengths replaced: no copy of a clean float32 input."""
         if x is None:
             return None
         if x.shape != (B, T, C):
@@ -101,24 +102,23 @@ def prepare(emissions, transitions, durations, lengths=None, init=None, final=No
         x = x.to(torch.float32)
         if valid is not None:
             x = torch.where(valid, x, torch.full((), fill, dtype=torch.float32, device=dev))
-        _check_finite_or_neg_inf(name, x)
+        if not bool(torch.isfinite(x).all()):
+            _check_finite_or_neg_inf(name, x)
         return x.contiguous()
 
     em = per_position("emissions", emissions, 0.0)
     sb = per_position("start_bias", start_bias, 0.0)
     eb = per_position("end_bias", end_bias, 0.0)
-    forbidden = torch.isneginf(em)
-    any_forbidden = bool(forbidden.any())
-    em_finite = torch.where(forbidden, torch.zeros((), device=dev), em) if any_forbidden else em
-    # Zero-centre per sequence and label (exact: mu * d moves into the duration score).
+    forbidden = torch.isneginf(em) if not bool(torch.isfinite(em).all()) else None
+    any_forbidden = forbidden is not None
+    if any_forbidden:
+        em = torch.where(forbidden, torch.zeros((), device=dev), em).contiguous()
+    # Zero-centre per sequence and label (exact: mu * d moves into the duration score). The
+    # kernels subtract mu as they load, so the emissions are never copied for it.
     count = lengths[:, None].to(torch.float32)
     if any_forbidden:
         count = (~forbidden).sum(dim=1).clamp(min=1).to(torch.float32)
-    mu = (em_finite.sum(dim=1, dtype=torch.float64) / count).to(torch.float32)
-    em = em_finite - mu[:, None, :]
-    if valid is not None:
-        em = torch.where(valid, em, torch.zeros((), device=dev))
-    em = em.contiguous()
+    mu = em.sum(dim=1) / count
 
     def limits(name, x, fill):
         if x is None:
@@ -265,7 +265,7 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
             start_out if store else dummy_f, alpha_out if store else dummy_f, norm_out,
             bp_prev if bp_prev is not None else dummy_i, bp_dur if bp_dur is not None else dummy_i,
             T, NC, NBLK,
-            K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, CHUNK=chunk,
+            chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
             IS_MAX=is_max, HAS_SB=p.sb is not None, HAS_EB=p.eb is not None,
             HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store,
             num_warps=num_warps,
@@ -363,7 +363,7 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None) -> Marg
             st_in, st_out, wring, active,
             g_em, g_sb, g_eb, g_trans, g_dur, g_init,
             T, NC, NBLK,
-            K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, CHUNK=chunk,
+            chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
             HAS_SB=p.sb is not None, HAS_ME=p.me is not None, HAS_MS=p.ms is not None,
             num_warps=num_warps,
         )

@@ -33,16 +33,16 @@ import triton.language as tl
 NEG = tl.constexpr(float("-inf"))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NC", "NBLK", "CHUNK"])
 def semicrf_outside_kernel(
     em_ptr, sb_ptr, me_ptr, ms_ptr,
     trans_ptr, dur_ptr, mu_ptr, final_ptr, len_ptr,
     fstart_ptr, falpha_ptr, fnorm_ptr,
     st_in_ptr, st_out_ptr, wring_ptr, active_ptr,
     g_em_ptr, g_sb_ptr, g_eb_ptr, g_trans_ptr, g_dur_ptr, g_init_ptr,
-    T, NC, NBLK,
+    T, NC, NBLK, CHUNK,
     K: tl.constexpr, C: tl.constexpr, CB: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
-    BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
     HAS_SB: tl.constexpr, HAS_ME: tl.constexpr, HAS_MS: tl.constexpr,
 ):
     j = tl.program_id(0)
@@ -113,11 +113,11 @@ def semicrf_outside_kernel(
     # S_back(p) = S(fs) - S(p), the prefix-sum offset of start p in the current frame.
     s_back = tl.zeros([CB], dtype=tl.float32)
     for qq in range(fs, c_hi - 1):
-        s_back -= tl.load(em_ptr + seq + qq * C + cc, mask=cmask, other=0.0)
+        s_back -= tl.load(em_ptr + seq + qq * C + cc, mask=cmask, other=0.0) - mu
     p_lo = tl.maximum(c_hi - K, 0)
     for p in range(c_hi - 1, p_lo - 1, -1):
         if p < c_hi - 1:
-            s_back += tl.load(em_ptr + seq + p * C + cc, mask=cmask, other=0.0)
+            s_back += tl.load(em_ptr + seq + p * C + cc, mask=cmask, other=0.0) - mu
         w = tl.load(fstart_ptr + seq + p * C + cc, mask=cmask, other=NEG)
         dn = (tl.load(fnorm_ptr + b64 * NBLK + p // BLOCK) - n_cur).to(tl.float32)
         w = w + dn + s_back
@@ -206,7 +206,7 @@ def semicrf_outside_kernel(
         # --- ring upkeep: the start t - K enters the window, the slot of t leaves ----------
         p = t - K
         if p >= 0:
-            s_back += tl.load(em_ptr + seq + p * C + cc, mask=cmask, other=0.0)
+            s_back += tl.load(em_ptr + seq + p * C + cc, mask=cmask, other=0.0) - mu
             w = tl.load(fstart_ptr + seq + p * C + cc, mask=cmask, other=NEG)
             dn = (tl.load(fnorm_ptr + b64 * NBLK + p // BLOCK) - n_cur).to(tl.float32)
             w = w + dn + s_back
@@ -224,7 +224,7 @@ def semicrf_outside_kernel(
             n_prev = tl.load(fnorm_ptr + b64 * NBLK + (t // BLOCK) - 1)
             bsum = tl.zeros([CB], dtype=tl.float32)
             for q2 in range(t - BLOCK, t):
-                bsum += tl.load(em_ptr + seq + q2 * C + cc, mask=cmask, other=0.0)
+                bsum += tl.load(em_ptr + seq + q2 * C + cc, mask=cmask, other=0.0) - mu
             delta = (n_cur - n_prev).to(tl.float32) - bsum
             for kt in range(NKT):
                 rows = kt * KT + rr

@@ -48,15 +48,16 @@ def _lse_combine(m, s, x, axis: tl.constexpr):
     return new_m, s
 
 
-@triton.jit
+# T, the chunk length and the counts are runtime values: a new sequence length never recompiles.
+@triton.jit(do_not_specialize=["T", "NC", "NBLK", "CHUNK"])
 def semicrf_scan_kernel(
     em_ptr, sb_ptr, eb_ptr, me_ptr, ms_ptr,
     trans_ptr, dur_ptr, mu_ptr, init_ptr, final_ptr, len_ptr,
     st_in_ptr, st_out_ptr, growth_ptr, zend_ptr, active_ptr,
     start_out_ptr, alpha_out_ptr, norm_out_ptr, bp_prev_ptr, bp_dur_ptr,
-    T, NC, NBLK,
+    T, NC, NBLK, CHUNK,
     K: tl.constexpr, C: tl.constexpr, CB: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
-    BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+    BLOCK: tl.constexpr,
     IS_MAX: tl.constexpr, HAS_SB: tl.constexpr, HAS_EB: tl.constexpr, HAS_ME: tl.constexpr,
     HAS_MS: tl.constexpr, STORE: tl.constexpr,
 ):
@@ -121,7 +122,7 @@ def semicrf_scan_kernel(
             tl.store(start_out_ptr + row_t + cc, start, mask=cmask)
             if IS_MAX:
                 tl.store(bp_prev_ptr + row_t + cc, prev.to(tl.int32), mask=cmask)
-        e = tl.load(em_b + t * C + cc, mask=cmask, other=0.0)
+        e = tl.load(em_b + t * C + cc, mask=cmask, other=0.0) - mu
         S_next = S + e
         tl.debug_barrier()
 

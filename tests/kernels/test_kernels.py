@@ -197,3 +197,23 @@ def test_bad_input_is_a_clear_error():
     bad[0, 2, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         kcall(gk.semicrf_logz, c, emissions=bad)
+
+
+@pytest.mark.parametrize("emission_scale", [1.0, 0.05])
+def test_chunk_parallel_traceback_is_the_sequential_path(emission_scale):
+    """Eight chunks walk from guessed entries; with weak emissions the walks meet late, so the
+    stitch must rewrite long prefixes. The labels must be the reference's path."""
+    g = torch.Generator().manual_seed(31)
+    B, T, K, C = 2, 256, 5, 3
+    em = emission_scale * torch.randn(B, T, C, generator=g, dtype=torch.float64)
+    tr = torch.randn(C, C, generator=g, dtype=torch.float64)
+    du = torch.randn(K, C, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([T, 201])
+    scores, segs = gk.semicrf_viterbi(em.to(DEVICE), tr.to(DEVICE), du.to(DEVICE),
+                                      lengths.to(DEVICE), chunk=32)
+    want_scores, want_segs = ref.semicrf_viterbi(em, tr, du, lengths)
+    _close(scores, want_scores)
+    for b in range(B):
+        L = int(lengths[b])
+        np.testing.assert_array_equal(labels_of(segs[b].tolist(), L),
+                                      labels_of(want_segs[b].tolist(), L))

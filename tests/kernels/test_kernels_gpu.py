@@ -81,7 +81,7 @@ def test_kernels_match_reference_on_gpu(name):
     for got, f32, want in ((postk, post32, post), (bpostk, bpost32, bpost)):
         err = (got.double() - want).abs().max().item()
         err32 = (f32.double() - want).abs().max().item()
-        assert err <= 2 * err32 + 1e-4, (name, err, err32)
+        assert err <= 2 * err32 + 2e-4, (name, err, err32)
 
     v64, segs = _call(ref.semicrf_viterbi, kw, lengths)
     v32, _ = _call(ref.semicrf_viterbi, kw, lengths, torch.float32)
@@ -157,3 +157,29 @@ def test_hundred_million_positions():
     assert torch.isfinite(za).all()
     rel = ((za.double() - zb.double()).abs() / zb.double().abs()).item()
     assert rel < 1e-6, (rel, pa)
+
+
+def _compiled_variants(kernel) -> int:
+    """Number of compiled variants of a Triton kernel (the attribute moved between versions)."""
+    if hasattr(kernel, "device_caches"):
+        return sum(len(c[0]) for c in kernel.device_caches.values())
+    if hasattr(kernel, "cache"):
+        return sum(len(c) for c in kernel.cache.values())
+    pytest.skip("this Triton version exposes no kernel cache")
+
+
+def test_new_lengths_do_not_recompile():
+    from genoseg_kernels.outside import semicrf_outside_kernel
+    from genoseg_kernels.scan import semicrf_scan_kernel
+
+    def run(T, lengths=None):
+        kw, _ = _model(6, 2, T, 16, 5)
+        kw = {k: v.float().requires_grad_() for k, v in kw.items()}
+        _call(gk.semicrf_logz, kw, lengths).sum().backward()
+
+    run(3000)
+    before = (_compiled_variants(semicrf_scan_kernel), _compiled_variants(semicrf_outside_kernel))
+    run(4111, torch.tensor([4111, 977], device=DEV))
+    run(123_457)
+    after = (_compiled_variants(semicrf_scan_kernel), _compiled_variants(semicrf_outside_kernel))
+    assert after == before, (before, after)
