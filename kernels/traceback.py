@@ -104,6 +104,9 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_p
         for off in range(lo, e0, VB):
             pos = off + vv
             tl.store(seg_ptr + b * T + pos, tl.full([VB], -1, tl.int32), mask=pos < e0)
+        # The clearing stores come from every thread, the scalar stores below from one: order
+        # them, or a cleared slot may land after the label written into it.
+        tl.debug_barrier()
         # ... restore the segment crossing in from the right, and write the true prefix.
         if pend_s >= 0:
             tl.store(seg_ptr + b * T + pend_s, pend_c.to(tl.int32))

@@ -88,8 +88,12 @@ def test_kernels_match_reference_on_gpu(name):
     vk, segsk = _call(gk.semicrf_viterbi, kw, lengths, torch.float32, chunk=chunk)
     verr, verr32 = (vk.double() - v64).abs(), (v32.double() - v64).abs()
     assert (verr <= 2 * verr32 + floor).all(), (name, verr.tolist(), verr32.tolist())
-    for a, b in zip(segsk, segs):  # random scores: the best labelling is unique
-        assert torch.equal(_labels(a), _labels(b)), name
+    for b_, (a, b) in enumerate(zip(segsk, segs)):
+        if not torch.equal(_labels(a), _labels(b)):
+            # Only a float32 near-tie may change the path: the kernel's path, scored in float64,
+            # must then be as good as the best one to the float32 error bound.
+            got = _path_score(kw, lengths, b_, a)
+            assert abs(got - v64[b_].item()) <= 2 * verr32[b_].item() + floor[b_].item(), name
 
 
 def test_gradients_match_reference_on_gpu():
@@ -109,6 +113,20 @@ def test_gradients_match_reference_on_gpu():
         scale = grads[ref][k].abs().max().item() + 1.0
         diff = (grads[gk][k] - grads[ref][k]).abs().max().item()
         assert diff <= 2e-4 * scale, (k, diff, scale)
+
+
+def _path_score(kw, lengths, b, seg) -> float:
+    """float64 score of one segmentation (rows start, end, label) of sequence b."""
+    seg = seg.to(DEV)
+    s, e, c = seg[:, 0], seg[:, 1], seg[:, 2]
+    em = kw["emissions"][b].double()
+    S = torch.cat([torch.zeros(1, em.shape[1], dtype=torch.float64, device=DEV), em.cumsum(0)])
+    score = (S[e, c] - S[s, c]).sum() + kw["durations"].double()[e - s - 1, c].sum()
+    score += kw["transitions"].double()[c[:-1], c[1:]].sum()
+    if "init" in kw:
+        score += kw["init"].double()[c[0]] + kw["final"].double()[c[-1]]
+        score += kw["start_bias"][b].double()[s, c].sum() + kw["end_bias"][b].double()[e - 1, c].sum()
+    return score.item()
 
 
 def _labels(seg: torch.Tensor) -> torch.Tensor:
@@ -140,8 +158,10 @@ def test_chunk_parallel_equals_sequential(T):
     v_seq, s_seq = _call(gk.semicrf_viterbi, kw, None, chunk=seq_chunk)
     v_par, s_par = _call(gk.semicrf_viterbi, kw, None)
     assert abs(v_par.item() - v_seq.item()) <= 1e-6 * abs(v_seq.item())
-    agree = (_labels(s_par[0]) == _labels(s_seq[0])).double().mean().item()
-    assert agree == 1.0, agree
+    if not torch.equal(_labels(s_par[0]), _labels(s_seq[0])):
+        # Different chunkings round differently; paths may part only at float32 near-ties.
+        a, b = _path_score(kw, None, 0, s_par[0]), _path_score(kw, None, 0, s_seq[0])
+        assert abs(a - b) <= 1e-6 * abs(b), (a, b)
 
 
 def test_hundred_million_positions():
