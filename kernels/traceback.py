@@ -51,11 +51,11 @@ def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, m
     while e > c_lo:
         tl.store(mark_ptr + b * (T + 1) + e, (c + 1).to(tl.int32))
         s = e - tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64)
-        if s > c_lo:
-            tl.store(seg_ptr + b * T + s, c.to(tl.int32))
-        else:
-            exit_s = s
-            exit_lab = c
+        # Selects and masked stores, not if/else: values assigned in branches inside a while
+        # loop were seen to come out wrong on the GPU (Triton 3.6) while right in the interpreter.
+        tl.store(seg_ptr + b * T + tl.maximum(s, 0), c.to(tl.int32), mask=s > c_lo)
+        exit_s = tl.where(s > c_lo, exit_s, s)
+        exit_lab = tl.where(s > c_lo, exit_lab, c)
         nxt = tl.load(bp_prev_ptr + seq + tl.maximum(s, 0) * C + c).to(tl.int64)
         c = tl.where(s > 0, nxt, c)
         e = s
@@ -108,32 +108,25 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_p
         # them, or a cleared slot may land after the label written into it.
         tl.debug_barrier()
         # ... restore the segment crossing in from the right, and write the true prefix.
-        if pend_s >= 0:
-            tl.store(seg_ptr + b * T + pend_s, pend_c.to(tl.int32))
+        tl.store(seg_ptr + b * T + tl.maximum(pend_s, 0), pend_c.to(tl.int32), mask=pend_s >= 0)
         e = cur_e
         c = cur_c
         while e > meet_e:
             s = e - tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64)
-            if s > c_lo:
-                tl.store(seg_ptr + b * T + s, c.to(tl.int32))
-            else:
-                pend_s = s
-                pend_c = c
+            tl.store(seg_ptr + b * T + tl.maximum(s, 0), c.to(tl.int32), mask=s > c_lo)
+            pend_s = tl.where(s > c_lo, pend_s, s)
+            pend_c = tl.where(s > c_lo, pend_c, c)
             nxt = tl.load(bp_prev_ptr + seq + tl.maximum(s, 0) * C + c).to(tl.int64)
             c = tl.where(s > 0, nxt, c)
             e = s
-        if meet_e > c_lo:
-            # 3. From the meeting point on, the chunk's walk is the path: take its exit.
-            out = exit_ptr + (b * NC + j) * 4
-            pend_s = tl.load(out)
-            pend_c = tl.load(out + 1)
-            cur_e = tl.load(out + 2)
-            cur_c = tl.load(out + 3)
-        else:
-            cur_e = e
-            cur_c = c
-    if pend_s >= 0:
-        tl.store(seg_ptr + b * T + pend_s, pend_c.to(tl.int32))
+        # 3. If the paths met, the chunk's own walk is the path from there: take its exit.
+        met_here = meet_e > c_lo
+        out = exit_ptr + (b * NC + j) * 4
+        pend_s = tl.where(met_here, tl.load(out), pend_s)
+        pend_c = tl.where(met_here, tl.load(out + 1), pend_c)
+        cur_e = tl.where(met_here, tl.load(out + 2), e)
+        cur_c = tl.where(met_here, tl.load(out + 3), c)
+    tl.store(seg_ptr + b * T + tl.maximum(pend_s, 0), pend_c.to(tl.int32), mask=pend_s >= 0)
 
 
 def traceback(bp_prev: torch.Tensor, bp_dur: torch.Tensor, alpha: torch.Tensor,
