@@ -385,6 +385,10 @@ def time_fn(fn, args, device, repeats, warmup, budget_s):
 
 
 def commit() -> str:
+    """GENOSEG_COMMIT when set (the device tool's copy of the tree may carry a stale .git),
+    else git's HEAD, marked +dirty when tracked files differ from it."""
+    if os.environ.get("GENOSEG_COMMIT"):
+        return os.environ["GENOSEG_COMMIT"]
     try:
         sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                       stderr=subprocess.DEVNULL).strip()
@@ -392,7 +396,7 @@ def commit() -> str:
                                         cwd=ROOT, text=True, stderr=subprocess.DEVNULL).strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("GENOSEG_COMMIT", "unknown")
+        return "unknown"
 
 
 def append_rows(path: Path, rows):
