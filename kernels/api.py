@@ -55,15 +55,15 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     lengths_walk = torch.where(alive, p.lengths, torch.zeros_like(p.lengths))
     seg_label = traceback(res.bp_prev, res.bp_dur, res.alpha, p.final, lengths_walk, res.chunk,
                           p.K)
+    # Compact on the device; only the segments travel to the host.
     segments = []
-    seg_label = seg_label.cpu()
     for b in range(B):
         L = int(p.lengths[b])
         lab = seg_label[b, :L]
         starts = torch.nonzero(lab >= 0).flatten()
-        ends = torch.cat([starts[1:], torch.tensor([L])]) if len(starts) else starts
-        segments.append(torch.stack([starts, ends, lab[starts].to(torch.int64)], dim=1)
-                        .reshape(-1, 3).to(torch.int64))
+        ends = torch.cat([starts[1:], starts.new_tensor([L])]) if len(starts) else starts
+        rows = torch.stack([starts, ends, lab[starts].to(torch.int64)], dim=1).reshape(-1, 3)
+        segments.append(rows.cpu())
     return res.score.to(_out_dtype(emissions)), segments
 
 
