@@ -28,8 +28,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 import os
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -90,12 +92,33 @@ def current_backend() -> str:
     return _check_name(env, ENV_VAR) if env else "auto"
 
 
+def _import_kernels():
+    """``genoseg_kernels``: installed, or (a source checkout run through PYTHONPATH, as the
+    Snakemake rules do) the ``kernels/`` folder next to the ``genoseg`` package."""
+    try:
+        return importlib.import_module(_KERNELS)
+    except ImportError:
+        folder = Path(__file__).resolve().parents[2] / "kernels"
+        if not (folder / "__init__.py").is_file():
+            raise
+    spec = importlib.util.spec_from_file_location(
+        _KERNELS, folder / "__init__.py", submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_KERNELS] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[_KERNELS]
+        raise
+    return module
+
+
 def kernels_status() -> tuple[object | None, str]:
     """(the ``genoseg_kernels`` module if its kernels can run here, else None; why not)."""
     module = sys.modules.get(_KERNELS)
     if module is None:
         try:
-            module = importlib.import_module(_KERNELS)
+            module = _import_kernels()
         except ImportError as exc:
             return None, f"the {_KERNELS} package cannot be imported ({_one_line(exc)})"
     missing = [name for name in ("available", *_FUNCTIONS) if not callable(getattr(module, name,
