@@ -99,7 +99,8 @@ def _import_kernels():
         return importlib.import_module(_KERNELS)
     except ImportError:
         folder = Path(__file__).resolve().parents[2] / "kernels"
-        if not (folder / "__init__.py").is_file():
+        blocked = _KERNELS in sys.modules  # sys.modules[name] = None: import deliberately off
+        if blocked or not (folder / "__init__.py").is_file():
             raise
     spec = importlib.util.spec_from_file_location(
         _KERNELS, folder / "__init__.py", submodule_search_locations=[str(folder)])
