@@ -14,8 +14,6 @@ end), and ``traceback.py`` walks them chunk-parallel.
 from __future__ import annotations
 
 import torch
-import triton
-import triton.language as tl
 
 from genoseg_kernels.chunked import outside, prepare, scan
 from genoseg_kernels.traceback import traceback
@@ -50,7 +48,7 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
                 max_end)
     res = scan(p, is_max=True, store=True, chunk=chunk)
     _record("viterbi", res)
-    B, T = p.B, p.T
+    B = p.B
     alive = torch.isfinite(res.score)
     lengths_walk = torch.where(alive, p.lengths, torch.zeros_like(p.lengths))
     seg_label = traceback(res.bp_prev, res.bp_dur, res.alpha, p.final, lengths_walk, res.chunk,

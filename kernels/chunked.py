@@ -16,13 +16,11 @@ entries must agree exactly.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
 import torch
 import triton
-import triton.language as tl
 
 from genoseg_kernels.scan import semicrf_scan_kernel
 

@@ -13,7 +13,6 @@ of the predicted label over the feature's bases (exons only, for gene models).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field

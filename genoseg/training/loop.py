@@ -26,7 +26,7 @@ import torch
 import genoseg
 from genoseg.config import GenosegConfig
 from genoseg.crf import backend as crf
-from genoseg.errors import GenosegError, InputError
+from genoseg.errors import GenosegError
 from genoseg.inputs import InputSource
 from genoseg.models import build_network, save_model_dir
 from genoseg.training.data import (WindowSampler, gold_labels, make_batch, split_regions,

@@ -8,7 +8,6 @@ checked chunk-parallel against the same kernel run as one sequential chunk.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
