@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "train": ("genoseg.cli.train", "train", "Train a model from an annotated genome."),
     "annotate": ("genoseg.cli.annotate", "annotate", "Annotate a genome with a model."),
     "models": ("genoseg.cli.models", "models", "List or describe the shipped models."),
+    "evaluate": ("genoseg.cli.evaluate", "evaluate",
+                 "Score predicted gene models against a reference (CDS level, as gt eval)."),
 }
 
 
