@@ -267,11 +267,15 @@ def _mrnas_equal(a: Mrna, b: Mrna) -> bool:
     return a.cds_ranges() == b.cds_ranges()
 
 
+def _mrna_order(m: Mrna) -> tuple:
+    return (m.start, m.end, m.cds_ranges())  # gt sorts by range only; ties: see module docstring
+
+
 def _genes_equal(a: Gene, b: Gene) -> bool:
     if len(a.mrnas) != len(b.mrnas):
         return True  # gt eval compares the mRNAs only when their numbers agree
-    key = lambda m: (m.start, m.end, m.cds_ranges())  # noqa: E731 - ties: see module docstring
-    return all(_mrnas_equal(x, y) for x, y in zip(sorted(a.mrnas, key=key), sorted(b.mrnas, key=key)))
+    return all(_mrnas_equal(x, y) for x, y in
+               zip(sorted(a.mrnas, key=_mrna_order), sorted(b.mrnas, key=_mrna_order)))
 
 
 def _count_matches(reference: list, predicted: list, equal) -> int:
@@ -399,7 +403,7 @@ def tsv_rows(evaluation: Evaluation) -> list[tuple[str, ...]]:
 def format_table(evaluation: Evaluation) -> str:
     """Aligned text table for the terminal."""
     rows = [("basis", "level", "Sn", "Sp", "F1", "Sn (TP/ref)", "Sp (TP/pred)")]
-    rows += [row for row in tsv_rows(evaluation)[1:]]
+    rows += tsv_rows(evaluation)[1:]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                      for row in rows) + "\n"
