@@ -25,11 +25,12 @@ import click
 @click.option("--min-mapq", type=int, default=None,
               help="MAPQ filter for --bam coverage (default: the one the model was trained with).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--backend", type=click.Choice(["auto", "triton", "torch"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", "triton", "cpu", "torch"]), default="auto",
               show_default=True, envvar="GENOSEG_BACKEND", show_envvar=True,
               help="Semi-CRF implementation: auto (the Triton kernels on a CUDA device where "
-                   "they can run, else the PyTorch reference), triton (the kernels or an error) "
-                   "or torch (the reference).")
+                   "they can run, else the PyTorch reference), triton (the kernels or an error), "
+                   "cpu (the compiled CPU twin of the reference, numba) or torch (the "
+                   "reference).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, device,
              backend, quiet):

@@ -28,11 +28,12 @@ import click
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
 @click.option("--status", default="trained", show_default=True,
               help="Status word recorded in the model card (e.g. provisional).")
-@click.option("--backend", type=click.Choice(["auto", "triton", "torch"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", "triton", "cpu", "torch"]), default="auto",
               show_default=True, envvar="GENOSEG_BACKEND", show_envvar=True,
               help="Semi-CRF implementation: auto (the Triton kernels on a CUDA device where "
-                   "they can run, else the PyTorch reference), triton (the kernels or an error) "
-                   "or torch (the reference).")
+                   "they can run, else the PyTorch reference), triton (the kernels or an error), "
+                   "cpu (the compiled CPU twin of the reference, numba) or torch (the "
+                   "reference).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")

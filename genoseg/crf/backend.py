@@ -10,6 +10,8 @@ choice in force and the device of the emissions:
   kernels package).
 - ``"triton"``: the kernels or a :class:`BackendUnavailable` error (one line) when they cannot run
   for that tensor (CPU tensor, kernels not installed, triton or CUDA missing).
+- ``"cpu"``: ``genoseg.crf.cpu``, the reference's compiled (numba, float64) CPU twin, for CPU
+  tensors; an error elsewhere. Opt-in for now (``"auto"`` still runs the reference on a CPU).
 - ``"torch"``: always the reference.
 
 Set the choice with :func:`set_backend` (process-wide) or ``with use("torch"): ...`` (restored on
@@ -43,7 +45,7 @@ __all__ = ["semicrf_logz", "semicrf_viterbi", "semicrf_posteriors", "posteriors_
            "BACKENDS", "ENV_VAR", "BackendUnavailable", "set_backend", "use", "current_backend",
            "resolve", "describe", "kernels_status"]
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "cpu", "torch")
 ENV_VAR = "GENOSEG_BACKEND"
 _KERNELS = "genoseg_kernels"
 _FUNCTIONS = ("semicrf_logz", "semicrf_viterbi", "semicrf_posteriors", "posteriors_and_logz")
@@ -140,11 +142,21 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _pick(device: torch.device | str | None, backend: str | None) -> tuple[str, object | None]:
-    """("triton", the kernels module) or ("torch", None); raises as :func:`resolve` does."""
+    """("triton", the kernels module), ("cpu", genoseg.crf.cpu) or ("torch", None); raises as
+    :func:`resolve` does."""
     choice = current_backend() if backend is None else _check_name(backend, "backend")
     if choice == "torch":
         return "torch", None
     device = torch.device("cpu" if device is None else device)
+    if choice == "cpu":
+        from genoseg.crf import cpu
+
+        if device.type != "cpu":
+            raise BackendUnavailable(f"semi-CRF backend 'cpu' needs CPU tensors, got a tensor on "
+                                     f"{device}")
+        if not cpu.available():
+            raise BackendUnavailable("semi-CRF backend 'cpu' needs numba (pip install numba)")
+        return "cpu", cpu
     if device.type != "cuda":
         if choice == "triton":
             raise BackendUnavailable(f"semi-CRF backend 'triton' needs CUDA tensors, got a tensor "
@@ -160,7 +172,7 @@ def _pick(device: torch.device | str | None, backend: str | None) -> tuple[str, 
 
 def resolve(device: torch.device | str | None = None, backend: str | None = None) -> str:
     """What a call with emissions on ``device`` runs under ``backend`` (default: the choice in
-    force): "triton" or "torch". Raises :class:`BackendUnavailable` for "triton" where the kernels
+    force): "triton", "cpu" or "torch". Raises :class:`BackendUnavailable` for "triton" where the kernels
     cannot run. ``device`` None means CPU."""
     return _pick(device, backend)[0]
 
@@ -170,8 +182,11 @@ def describe(device: torch.device | str | None = None, backend: str | None = Non
     usable kernels "torch reference (cuda:0; <why the kernels cannot run>)". Raises as
     :func:`resolve` does."""
     device = torch.device("cpu" if device is None else device)
-    if resolve(device, backend) == "triton":
+    picked = resolve(device, backend)
+    if picked == "triton":
         return f"triton ({device})"
+    if picked == "cpu":
+        return "compiled CPU (numba)"
     choice = current_backend() if backend is None else backend
     if device.type == "cuda" and choice == "auto":
         return f"torch reference ({device}; {kernels_status()[1]})"

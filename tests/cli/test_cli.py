@@ -740,3 +740,21 @@ def test_subprocess_backend_triton_on_cpu(mini, tiny_model, tmp_path):
     line = assert_one_line_error(proc.returncode, proc.stdout, proc.stderr)
     assert "semi-CRF backend 'triton' needs CUDA tensors" in line
     assert not out.exists()
+
+
+def test_annotate_backend_cpu(mini, tiny_model, annotated, tmp_path, caplog):
+    """The compiled CPU twin (float64) gives the reference's gene models; scores may differ in the
+    last printed digit (the reference computes float32 emissions in float32)."""
+    import logging
+
+    pytest.importorskip("numba")
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "pred.gff3"
+    invoke("annotate", mini["fa"], "-m", tiny_model, "-o", out, "--backend", "cpu", "-q")
+    assert "semi-CRF backend: compiled CPU (numba)" in caplog.messages
+
+    def models(path):
+        return [line.split("\t")[:5] + line.split("\t")[6:] for line in
+                path.read_text().splitlines() if not line.startswith("#")]
+
+    assert models(out) == models(annotated["gff3"])

@@ -115,7 +115,7 @@ def test_unknown_name_is_a_one_line_error(where, monkeypatch):
             monkeypatch.setenv(backend.ENV_VAR, "cuda")
             backend.current_backend()
     message = str(info.value)
-    assert "'cuda'" in message and "auto, triton, torch" in message and "\n" not in message
+    assert "'cuda'" in message and "auto, triton, cpu, torch" in message and "\n" not in message
 
 
 # ------------------------------------------------------------------------------------------------

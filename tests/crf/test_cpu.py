@@ -1,0 +1,98 @@
+"""genoseg.crf.cpu (compiled, float64) against the brute-force oracle and the reference.
+
+The same named cases as the reference's tests (every optional input, -inf entries, junk past
+ragged lengths, invalid sequences), at the reference's float64 tolerances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba")
+
+from crf.test_reference import (  # noqa: E402
+    CASES,
+    PARAMS,
+    PER_POSITION,
+    call,
+    get_case,
+    lengths_of,
+    make_case,
+    oracle,
+    select,
+)
+from genoseg.crf import backend, cpu, reference  # noqa: E402
+
+NEG_INF = float("-inf")
+TOL = dict(rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cpu_matches_oracle(name):
+    c = get_case(name)
+    label_post, boundary_post, logz = call(cpu.posteriors_and_logz, c)
+    scores, segments = call(cpu.semicrf_viterbi, c)
+    for b, o in enumerate(oracle(name)):
+        mg = o["marginals"]
+        best, best_seg, unique = o["viterbi"]
+        if mg["logz"] == NEG_INF:
+            assert logz[b].item() == NEG_INF and scores[b].item() == NEG_INF
+            assert tuple(segments[b].shape) == (0, 3)
+            assert (label_post[b] == 0).all() and (boundary_post[b] == 0).all()
+            continue
+        np.testing.assert_allclose(logz[b].item(), mg["logz"], **TOL)
+        np.testing.assert_allclose(label_post[b].numpy(), mg["emissions"], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(boundary_post[b].numpy(), mg["end_bias"].sum(1), rtol=0,
+                                   atol=1e-9)
+        np.testing.assert_allclose(scores[b].item(), best, **TOL)
+        if unique:
+            L = lengths_of(c)[b]
+            got = torch.repeat_interleave(segments[b][:, 2], segments[b][:, 1] - segments[b][:, 0])
+            want = np.concatenate([[lab] * (e - s) for s, e, lab in best_seg])
+            np.testing.assert_array_equal(got.numpy(), want[:L])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_cpu_gradients_match_oracle(name):
+    c = get_case(name)
+    for b, o in enumerate(oracle(name)):
+        mg = o["marginals"]
+        if mg["logz"] == NEG_INF:
+            continue
+        cb = select(c, b)
+        leaves = {k: cb[k].clone().requires_grad_(True) for k in PARAMS}
+        call(cpu.semicrf_logz, cb, **leaves).sum().backward()
+        for k in PARAMS:
+            got = leaves[k].grad[0] if k in PER_POSITION else leaves[k].grad
+            np.testing.assert_allclose(got.numpy(), mg[k], rtol=0, atol=1e-9, err_msg=k)
+
+
+def test_cpu_matches_reference_on_a_longer_batch():
+    c = make_case(40, 3, 300, 6, 24, ragged=True, neg_inf=0.05, max_end=True, scale=2.0)
+    got = call(cpu.posteriors_and_logz, c)
+    want = call(reference.posteriors_and_logz, c)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-9, atol=1e-9)
+    s1, seg1 = call(cpu.semicrf_viterbi, c)
+    s2, seg2 = call(reference.semicrf_viterbi, c)
+    np.testing.assert_allclose(s1.numpy(), s2.numpy(), rtol=1e-9, atol=1e-9)
+    for a, b in zip(seg1, seg2):
+        assert torch.equal(a, b)
+
+
+def test_float32_inputs_give_float32_outputs():
+    c = make_case(41, 2, 20, 3, 5, junk=False, dtype=torch.float32)
+    assert call(cpu.semicrf_logz, c).dtype == torch.float32
+
+
+def test_backend_cpu_choice():
+    assert backend.resolve("cpu", "cpu") == "cpu"
+    assert backend.describe("cpu", "cpu") == "compiled CPU (numba)"
+    c = make_case(42, 1, 10, 3, 4, junk=False)
+    with backend.use("cpu"):
+        got = call(backend.semicrf_logz, c)
+    np.testing.assert_allclose(got.numpy(), call(reference.semicrf_logz, c).numpy(), **TOL)
+    with pytest.raises(backend.BackendUnavailable, match="needs CPU tensors"):
+        backend.resolve("cuda", "cpu")
