@@ -40,17 +40,16 @@ ties are broken by the CDS ranges, so the gene counts of such genes may differ f
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import os
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from genoseg.errors import InputError
 from genoseg.io.atomic import atomic_open
+from genoseg.io.gff3 import numbered_lines
 
 logger = logging.getLogger(__name__)
 
@@ -89,25 +88,6 @@ class Gene:
     line: int = 0
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, "r", encoding="utf-8", newline="")
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    try:
-        with _open_text(path) as handle:
-            for number, line in enumerate(handle, 1):
-                yield number, line.rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a GFF3 text file (binary or non-UTF-8 data)") from None
-    except (OSError, EOFError) as err:
-        raise InputError(f"{path}: cannot read ({err})") from None
-
-
 def _attributes(text: str) -> dict[str, str]:
     # eval_genes.sh: tag=value pairs split on ';'; items without '=' are ignored; values raw
     out: dict[str, str] = {}
@@ -132,7 +112,7 @@ def read_cds_view(path: str | os.PathLike) -> list[Gene]:
     mrnas: dict[str, tuple[int, str, str, str | None]] = {}  # ID -> (line, seqid, strand, Parent)
     cds: dict[str, list[tuple[int, int, str, str, int]]] = defaultdict(list)
     saw_feature = False
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path, "GFF3"):
         if line.startswith("##FASTA"):
             break
         if line.startswith("#") or not line.strip():

@@ -71,13 +71,15 @@ def _open_text(path: Path):
     return open(path, "r", encoding="utf-8", newline="")
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path, what: str = "GFF3/GTF") -> Iterator[tuple[int, str]]:
+    """(line number, line without its end) of a plain or gzipped text file; unreadable or
+    non-UTF-8 input is an InputError naming ``what`` the file should have been."""
     try:
         with _open_text(path) as handle:
             for number, line in enumerate(handle, 1):
                 yield number, line.rstrip("\r\n")
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not a GFF3/GTF text file (binary or non-UTF-8 data)") from None
+        raise InputError(f"{path}: not a {what} text file (binary or non-UTF-8 data)") from None
     except (OSError, EOFError) as err:
         raise InputError(f"{path}: cannot read ({err})") from None
 
@@ -131,7 +133,7 @@ def _detect_format(path: Path) -> str:
         return "gtf"
     if name.endswith((".gff3", ".gff3.gz")):
         return "gff3"
-    for _, line in _numbered_lines(path):
+    for _, line in numbered_lines(path):
         if line.startswith("##gff-version"):
             return "gtf" if line.split()[1:2] == ["2"] else "gff3"
         if line.startswith("##FASTA"):
@@ -147,7 +149,7 @@ def _detect_format(path: Path) -> str:
 def _feature_lines(path: Path, fmt: str) -> Iterator[tuple[int, list, dict]]:
     """Yield (line number, columns with 0-based start / int end, attributes) for each feature."""
     parse_attributes = _parse_gtf_attributes if fmt == "gtf" else _parse_gff3_attributes
-    for number, line in _numbered_lines(path):
+    for number, line in numbered_lines(path):
         if line.startswith("##FASTA"):
             return  # embedded sequences follow; they are not features
         if not line.strip() or line.startswith("#"):
