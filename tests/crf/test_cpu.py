@@ -14,14 +14,12 @@ pytest.importorskip("numba")
 
 from crf.test_reference import (  # noqa: E402
     CASES,
-    PARAMS,
-    PER_POSITION,
+    assert_gradients_match_oracle,
     call,
     get_case,
     lengths_of,
     make_case,
     oracle,
-    select,
 )
 from genoseg.crf import backend, cpu, reference  # noqa: E402
 
@@ -56,17 +54,8 @@ def test_cpu_matches_oracle(name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_cpu_gradients_match_oracle(name):
-    c = get_case(name)
-    for b, o in enumerate(oracle(name)):
-        mg = o["marginals"]
-        if mg["logz"] == NEG_INF:
-            continue
-        cb = select(c, b)
-        leaves = {k: cb[k].clone().requires_grad_(True) for k in PARAMS}
-        call(cpu.semicrf_logz, cb, **leaves).sum().backward()
-        for k in PARAMS:
-            got = leaves[k].grad[0] if k in PER_POSITION else leaves[k].grad
-            np.testing.assert_allclose(got.numpy(), mg[k], rtol=0, atol=1e-9, err_msg=k)
+    assert_gradients_match_oracle(name,
+                                  lambda case, **leaves: call(cpu.semicrf_logz, case, **leaves))
 
 
 def test_cpu_matches_reference_on_a_longer_batch():

@@ -302,23 +302,31 @@ def test_posteriors_match_oracle(name):
             assert boundary_post[b, L - 1].item() == pytest.approx(1.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_logz_gradients_match_oracle_marginals(name):
-    """d logZ / d score = expected count of that score's feature, per sequence (valid ones)."""
+def assert_gradients_match_oracle(name, logz, *, rtol=0.0, atol=1e-9, device="cpu"):
+    """d logZ / d score = expected count of that score's feature, per valid sequence of case
+    ``name``. ``logz(case, **leaves)`` runs the implementation under test (shared with the
+    kernels' and the CPU twin's tests)."""
     c = get_case(name)
     for b, o in enumerate(oracle(name)):
         mg = o["marginals"]
         if mg["logz"] == NEG_INF:
             continue
         cb = select(c, b)
-        leaves = {k: cb[k].clone().requires_grad_(True) for k in PARAMS}
-        call(semicrf_logz, cb, **leaves).sum().backward()
+        leaves = {k: cb[k].clone().to(device).requires_grad_(True) for k in PARAMS}
+        logz(cb, **leaves).sum().backward()
         for k in PARAMS:
             got = leaves[k].grad
             assert got is not None and not torch.isnan(got).any(), (b, k, got)
             if k in PER_POSITION:
                 got = got[0]
-            assert_close(got, mg[k], rtol=0, atol=1e-9, err_msg=f"b={b} d logZ / d {k}")
+            assert_close(got.detach().cpu(), mg[k], rtol=rtol, atol=atol,
+                         err_msg=f"b={b} d logZ / d {k}")
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_logz_gradients_match_oracle_marginals(name):
+    """d logZ / d score = expected count of that score's feature, per sequence (valid ones)."""
+    assert_gradients_match_oracle(name, lambda case, **leaves: call(semicrf_logz, case, **leaves))
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if n in (

@@ -19,7 +19,7 @@ pytest.importorskip("triton")
 from crf.test_reference import (  # noqa: E402
     CASES,
     PARAMS,
-    PER_POSITION,
+    assert_gradients_match_oracle,
     call,
     element,
     get_case,
@@ -27,7 +27,6 @@ from crf.test_reference import (  # noqa: E402
     lengths_of,
     make_case,
     oracle,
-    select,
 )
 from genoseg.crf import reference as ref  # noqa: E402
 from genoseg_kernels import api as gk  # noqa: E402
@@ -104,20 +103,9 @@ def test_kernels_match_oracle(name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_kernel_gradients_match_oracle(name):
-    c = get_case(name)
-    for b, o in enumerate(oracle(name)):
-        mg = o["marginals"]
-        if mg["logz"] == NEG_INF:
-            continue
-        cb = select(c, b)
-        leaves = {k: cb[k].clone().to(DEVICE).requires_grad_(True) for k in PARAMS}
-        kcall(gk.semicrf_logz, cb, **leaves).sum().backward()
-        for k in PARAMS:
-            got = leaves[k].grad
-            assert got is not None and not torch.isnan(got).any(), (b, k)
-            if k in PER_POSITION:
-                got = got[0]
-            _close(got, mg[k], msg=f"b={b} d logZ / d {k}")
+    assert_gradients_match_oracle(
+        name, lambda case, **leaves: kcall(gk.semicrf_logz, case, **leaves),
+        rtol=1e-5, atol=ATOL, device=DEVICE)
 
 
 def test_invalid_neighbour_does_not_poison_gradients():
