@@ -76,6 +76,11 @@ class CRFConfig:
 
     max_duration: int = 0
     duration_prior: str = "loglinear"
+    # "tiled": the scheme's labels as CRF labels, long runs tiled (genoseg.crf.head). "phase":
+    # the codon-phase gene grammar (genoseg.crf.phase_head; gene schemes only) with start/stop
+    # codons, splice sites and in-frame stops as exact constraints from the sequence.
+    grammar: str = "tiled"
+    min_intron: int = 40  # phase grammar: shortest intron (bp)
 
 
 @dataclass(frozen=True)
@@ -284,6 +289,13 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (c.max_duration >= 1, "crf.max_duration", "must be >= 1 (0 = the scheme's)"),
         (c.duration_prior in DURATION_PRIORS, "crf.duration_prior",
          f"must be one of {', '.join(DURATION_PRIORS)}"),
+        (c.grammar in ("tiled", "phase"), "crf.grammar", "must be 'tiled' or 'phase'"),
+        (c.grammar != "phase" or cfg.scheme.kind == "gene", "crf.grammar",
+         "'phase' needs a gene scheme (kind = \"gene\")"),
+        (c.grammar != "phase" or c.max_duration >= 5, "crf.max_duration",
+         "the phase grammar needs >= 5"),
+        (c.grammar != "phase" or 3 <= c.min_intron <= c.max_duration + 2, "crf.min_intron",
+         "must lie in [3, max_duration + 2]"),
         (max(cfg.scheme.min_length) <= c.max_duration, "crf.max_duration",
          f"{c.max_duration} is below a label's min_length ({max(cfg.scheme.min_length)})"),
         (t.window >= 1, "train.window", "must be >= 1"),

@@ -26,8 +26,9 @@ from genoseg.errors import InputError
 from genoseg.inputs import InputSource, TrackSpec
 
 log = logging.getLogger(__name__)
-# Contigs packed into one CRF batch hold at most this many padded positions in total.
-PACK_POSITIONS = 2_000_000
+# Contigs packed into one CRF batch hold at most this many padded (position, CRF state) cells in
+# total (2 Mb for a 10-state model): the CRF's inputs, constraints and gradients scale with both.
+PACK_CELLS = 20_000_000
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ContigResult:
     label_post: np.ndarray | None = None  # (L, C) float32
     boundary_post: np.ndarray | None = None  # (L,) float32
     log_z: float = float("nan")
+    run_labels: list | None = None  # phase grammar: each segment's gene label (None: cut run)
 
 
 @dataclass
@@ -70,7 +72,7 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     half = (model.receptive_field - 1) // 2
     core = max(1, window - 2 * half)
     cores = [(a, min(a + core, length)) for a in range(0, length, core)]
-    out = torch.empty((length, model.config.scheme.C), dtype=torch.float32)
+    out = torch.empty((length, model.n_outputs), dtype=torch.float32)
     for k in range(0, len(cores), batch_size):
         group = cores[k:k + batch_size]
         spans = [(max(0, a - half), min(length, b + half)) for a, b in group]
@@ -92,11 +94,14 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     return out
 
 
-def decode_batch(model, emissions: list[torch.Tensor], device) -> list[tuple]:
+def decode_batch(model, emissions: list[torch.Tensor], device,
+                 sequences: list[str] | None = None) -> list[tuple]:
     """Viterbi + posteriors for contigs of different lengths in one padded batch.
 
     Through the model head, so everything comes back in class space (the scheme's labels): runs
     of tiled labels as one segment each, label posteriors per class, boundary posteriors per run.
+    ``sequences`` (the contigs' bases) are needed by the phase grammar, whose constraints come
+    from the sequence; each result then ends with the runs' gene labels.
     """
     lengths = torch.tensor([e.shape[0] for e in emissions], dtype=torch.int64)
     T, C = int(lengths.max()), emissions[0].shape[1]
@@ -105,14 +110,25 @@ def decode_batch(model, emissions: list[torch.Tensor], device) -> list[tuple]:
         em[b, :e.shape[0]] = e
     em, lengths_d = em.to(device), lengths.to(device)
     head = model.head
-    scores, paths = head.decode(em, lengths_d)
-    label_post, boundary_post, log_z = head.posteriors(em, lengths_d)
+    run_labels = None
+    if getattr(head, "grammar_name", None) == "phase":
+        from genoseg.crf.phase_head import encode_sequences
+
+        if sequences is None:
+            raise ValueError("the phase grammar needs the contigs' sequences")
+        codes = encode_sequences(sequences, T).to(device)
+        scores, paths, run_labels = head.decode(em, lengths_d, codes=codes, with_labels=True)
+        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, codes=codes)
+    else:
+        scores, paths = head.decode(em, lengths_d)
+        label_post, boundary_post, log_z = head.posteriors(em, lengths_d)
     results = []
     for b in range(len(emissions)):
         L = int(lengths[b])
         lp = label_post[b, :L].float().cpu().numpy()
         results.append((paths[b].cpu().numpy(), lp, boundary_post[b, :L].float().cpu().numpy(),
-                        float(log_z[b]), float(scores[b])))
+                        float(log_z[b]), float(scores[b]),
+                        None if run_labels is None else run_labels[b]))
     return results
 
 
@@ -166,10 +182,11 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     results: dict[str, ContigResult] = {}
     # Pack contigs of similar length: the CRF scan costs per position of the longest one.
     order = sorted(lengths, key=lambda s: lengths[s])
+    pack_positions = max(1, PACK_CELLS // getattr(model.head, "C_expanded", model.head.C))
     groups, current, longest = [], [], 0
     for seqid in order:
         n = lengths[seqid]
-        if current and max(longest, n) * (len(current) + 1) > PACK_POSITIONS:
+        if current and max(longest, n) * (len(current) + 1) > pack_positions:
             groups.append(current)
             current, longest = [], 0
         current.append(seqid)
@@ -179,8 +196,11 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     for group in groups:
         ems = [contig_emissions(model, source, s, lengths[s], device, cfg.annotate.window,
                                 cfg.annotate.overlap, cfg.annotate.batch_size) for s in group]
-        for seqid, (segments, lp, bp, log_z, vscore) in zip(group, decode_batch(
-                model, ems, device)):
+        sequences = None
+        if getattr(model.head, "grammar_name", None) == "phase":
+            sequences = [source.genome.fetch(s) for s in group]
+        for seqid, (segments, lp, bp, log_z, vscore, run_labels) in zip(group, decode_batch(
+                model, ems, device, sequences)):
             if not np.isfinite(vscore):
                 raise InputError(f"{seqid}: the model's label scheme allows no segmentation of "
                                  "this contig")
@@ -188,7 +208,8 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                 seqid=seqid, length=lengths[seqid], segments=segments,
                 segment_scores=_segment_scores(segments, lp),
                 label_post=lp if want_posteriors else None,
-                boundary_post=bp if want_posteriors else None, log_z=log_z)
+                boundary_post=bp if want_posteriors else None, log_z=log_z,
+                run_labels=run_labels)
             bar.update(lengths[seqid])
     bar.close()
     ordered = [results[s] for s in source.names]
@@ -213,8 +234,16 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
 
         transcripts = []
         for r in results:
-            transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
-                                                   segment_scores=r.segment_scores)
+            if r.run_labels is not None:
+                # Phase grammar: complete gene models only (genes cut by a contig end have no
+                # start or stop codon and are left out of the GFF3; the BED keeps their runs).
+                from genoseg.labels.phase_crf import complete_transcripts
+
+                transcripts += complete_transcripts(r.segments, r.run_labels, r.seqid,
+                                                    scores=r.segment_scores)
+            else:
+                transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
+                                                       segment_scores=r.segment_scores)
         # Seqids in byte order: the order `gt gff3 -sort` produces and `gt eval` expects.
         write_gff3(outputs.gff3, transcripts, dict(sorted(lengths.items())), source="genoseg")
         summary.genes = len(transcripts)

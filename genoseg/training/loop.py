@@ -56,7 +56,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def config_digest(cfg: GenosegConfig) -> str:
-    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of everything a resumed run must share with its checkpoint. ``train.steps`` is left
+    out: a run may be resumed with more (or fewer) steps; the learning-rate schedule follows the
+    new total from the step reached."""
+    table = cfg.to_dict()
+    table["train"] = {k: v for k, v in table["train"].items() if k != "steps"}
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _config_changes(old: dict | None, new: dict) -> str:
@@ -99,10 +104,11 @@ def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[st
         x, y, lengths = _to_device(make_batch(source, labels, windows[k:k + batch_size],
                                               model.config.train.window), device)
         emissions = model(x, lengths)
-        nll, ok = model.head.nll(emissions, y, lengths)
+        extra = model.head_inputs(x)
+        nll, ok = model.head.nll(emissions, y, lengths, **extra)
         nll_sum += float(nll[ok].sum())
         bases += int(lengths[ok].sum())
-        _, paths = model.head.decode(emissions, lengths)
+        _, paths = model.head.decode(emissions, lengths, **extra)
         for b, segs in enumerate(paths):
             pred = torch.zeros(int(lengths[b]), dtype=torch.int64)
             for s, e, c in segs.tolist():
@@ -210,7 +216,7 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     while state["step"] < tc.steps:
         t0 = time.perf_counter()
         x, y, lengths = _to_device(sampler.batch(tc.batch_size), device)
-        loss, n_bad = model.head.loss(model(x, lengths), y, lengths)
+        loss, n_bad = model.head.loss(model(x, lengths), y, lengths, **model.head_inputs(x))
         optim.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:

@@ -474,18 +474,29 @@ def test_rerun_after_completion_is_a_no_op(mini, tiny_model, tmp_path, monkeypat
     assert json.loads((out / "model.json").read_text())["metrics"]["steps"] == 4
 
 
-def test_resume_with_other_steps_is_refused(mini, tiny_model, tmp_path):
-    """The checkpoint belongs to one config (steps set the learning-rate schedule), so a rerun
-    with --steps changed is refused in one line that names the change, and nothing is touched."""
+def test_resume_with_another_config_is_refused(mini, tiny_model, tmp_path):
+    """The checkpoint belongs to one config, so a rerun with a setting changed (here the seed)
+    is refused in one line that names the change, and nothing is touched."""
     out = tmp_path / "model"
     shutil.copytree(tiny_model, out)
     before = {p.name: sha256(p) for p in out.iterdir()}
     code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
-                                    TINY_CONFIG, "-o", out, "-q", "--steps", "6")
+                                    TINY_CONFIG, "-o", out, "-q", "--seed", "7")
     line = assert_one_line_error(code, stdout, stderr)
     assert "checkpoint was made with another config" in line
-    assert "[train] steps 4 -> 6" in line
+    assert "[train] seed 0 -> 7" in line
     assert {p.name: sha256(p) for p in out.iterdir()} == before
+
+
+def test_resume_with_more_steps_continues(mini, tiny_model, tmp_path):
+    """--steps may change on resume (a run is extended): training goes on from the checkpoint's
+    step to the new total."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q",
+           "--steps", "6")
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["metrics"]["steps"] == 6
 
 
 # ------------------------------------------------------------------------------------------------

@@ -75,3 +75,66 @@ def test_head_on_kernels_matches_head_on_reference(monkeypatch):
         assert torch.equal(a, b)
     for key in ("post", "bpost", "logz"):
         torch.testing.assert_close(ker[key], ref[key], **tol, msg=key)
+
+
+def _run_phase(monkeypatch, impl, head, em, labels, lengths, codes):
+    from genoseg.crf import phase_head as phase_module
+
+    monkeypatch.setattr(phase_module, "crf", impl)
+    head.zero_grad()
+    em = em.clone().requires_grad_(True)
+    nll, ok = head.nll(em, labels, lengths, codes=codes)
+    nll.sum().backward()
+    grads = {name: p.grad.clone() for name, p in head.named_parameters()}
+    scores, segments, run_labels = head.decode(em.detach(), lengths, codes=codes,
+                                               with_labels=True)
+    post, bpost, logz = head.posteriors(em.detach(), lengths, codes=codes)
+    return dict(nll=nll.detach(), ok=ok, em_grad=em.grad, grads=grads, scores=scores,
+                segments=segments, run_labels=run_labels, post=post, bpost=bpost, logz=logz)
+
+
+def test_phase_head_on_kernels_matches_head_on_reference(monkeypatch):
+    """The 80-state phase grammar (more states than one 64-wide tile) with sequence-derived
+    constraints, learned site scores and tiled exons and introns."""
+    import genoseg_kernels.api as gk
+    import numpy as np
+
+    from genoseg.crf.phase_head import PhaseGeneHead, encode_sequences
+
+    scheme = load_scheme(SCHEMES / "gene_basic.toml")
+    head = PhaseGeneHead(scheme, K=12, min_intron=10).to(DEVICE)
+    gen = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    # + gene ATG AAA G|GTAAGTTTAG|CT TAA ..., then its reverse complement further on.
+    gene = "ATGAAAGGTAAGTTTAGCTTAA"
+    rc = gene.translate(str.maketrans("ACGT", "TGCA"))[::-1]
+    rng = np.random.default_rng(0)
+    pad = lambda n: "".join(rng.choice(list("ACGT"), n))  # noqa: E731
+    seq = pad(6) + gene + pad(9) + rc + pad(8)
+    T = len(seq)
+    transcripts = [Transcript("c", "+", "g1", "t1", ((6, 13), (23, 28))),
+                   Transcript("c", "-", "g2", "t2", ((37, 42), (52, 59)))]
+    gold = torch.from_numpy(transcripts_to_labels(transcripts, "c", T, scheme))
+    labels = torch.stack([gold, gold]).to(DEVICE)
+    lengths = torch.tensor([T, T - 5], device=DEVICE)
+    codes = encode_sequences([seq, seq], T).to(DEVICE)
+    em = (torch.nn.functional.pad(torch.nn.functional.one_hot(labels, 5).float() * 2.0, (0, 8))
+          + torch.randn(2, T, head.n_outputs, generator=gen).to(DEVICE))
+
+    ref = _run_phase(monkeypatch, _implementation(reference), head, em, labels, lengths, codes)
+    ker = _run_phase(monkeypatch, _implementation(gk), head, em, labels, lengths, codes)
+
+    assert torch.equal(ref["ok"], ker["ok"]) and ref["ok"].all()
+    tol = dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ker["nll"], ref["nll"], **tol)
+    torch.testing.assert_close(ker["em_grad"], ref["em_grad"], **tol)
+    for name, g in ref["grads"].items():
+        torch.testing.assert_close(ker["grads"][name], g, **tol, msg=name)
+    torch.testing.assert_close(ker["scores"], ref["scores"], **tol)
+    for a, b in zip(ker["segments"], ref["segments"]):
+        assert torch.equal(a, b)
+    assert ker["run_labels"] == ref["run_labels"]
+    for key in ("post", "bpost", "logz"):
+        torch.testing.assert_close(ker[key], ref[key], **tol, msg=key)

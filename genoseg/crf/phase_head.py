@@ -1,0 +1,315 @@
+"""The semi-CRF head of the codon-phase gene grammar (``[crf] grammar = "phase"``).
+
+Same public methods as ``genoseg.crf.head.SemiCRFHead`` (``nll``, ``loss``, ``decode``,
+``posteriors``), in the same class space (the gene scheme's five labels), plus one required
+input: ``codes``, the (B, T) sequence (``codons.encode`` codes; ``codes_from_inputs`` takes
+them from the network's one-hot input). From it every call builds the grammar's hard
+constraints (``genoseg.labels.phase_crf``: start/stop codons, GT/GC..AG splice sites, no
+in-frame stop in an exon, no stop across a splice) as ``start_bias`` / ``end_bias`` /
+``max_end`` over the 80 CRF states, so any decoded path is a set of valid gene models.
+
+The encoder gives ``n_outputs = 5 + 8`` columns per base: the five class emissions (each state
+takes its class's column) and eight site scores (``phase_crf.SITES``) that are added to the
+bias of the states whose boundary that site is (e.g. the donor score to an intron's splice
+head), so the network learns splice-site and start/stop strength; a GC donor also gets one
+learned offset (``gc_donor``). Transitions, init/final and durations are learnable per state;
+durations use the log-linear prior of ``SemiCRFHead`` plus a residual table. Any state may
+start a sequence (a window or contig may cut a run anywhere); only a last piece may end one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch import nn
+
+from genoseg.crf import backend as crf
+from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs
+from genoseg.labels import codons
+from genoseg.labels.phase_crf import SITES, PhaseGrammar
+from genoseg.labels.scheme import GENE_LABELS, LabelScheme
+
+N_CLASSES = len(GENE_LABELS)
+
+
+def codes_from_inputs(x: torch.Tensor) -> torch.Tensor:
+    """(B, T) uint8 base codes (A C G T -> 0..3, else 4) from the network input (B, T, ch),
+    whose first five channels are the one-hot A, C, G, T, N (``genoseg.inputs``)."""
+    onehot = x[..., :5]
+    code = onehot.argmax(dim=-1)
+    return torch.where(onehot.sum(dim=-1) > 0, code, torch.full_like(code, 4)).to(torch.uint8)
+
+
+class PhaseGeneHead(nn.Module):
+    """Learnable scores of the phase gene grammar.
+
+    Args:
+        scheme: a gene scheme (kind "gene", labels ``GENE_LABELS``): the class space.
+        K: maximum piece duration (>= 5).
+        min_intron: shortest intron (bp).
+    """
+
+    grammar_name = "phase"
+
+    def __init__(self, scheme: LabelScheme, K: int, min_intron: int = 40) -> None:
+        super().__init__()
+        if scheme.kind != "gene" or tuple(scheme.labels) != GENE_LABELS:
+            raise ValueError(f"the phase grammar needs a gene scheme with labels {GENE_LABELS}, "
+                             f"got {scheme.labels}")
+        self.scheme = scheme
+        self.C = N_CLASSES
+        self.K = int(K)
+        self.grammar = g = PhaseGrammar(self.K, min_intron)
+        self.C_expanded = Cx = g.C
+        self.n_outputs = N_CLASSES + len(SITES)
+        self.register_buffer("class_of", torch.from_numpy(g.class_of()), persistent=False)
+        self.register_buffer("is_last", torch.from_numpy(g.is_last()), persistent=False)
+        self.register_buffer("trans_allowed_x", torch.from_numpy(g.transitions_allowed()),
+                             persistent=False)
+        self.register_buffer("dur_allowed_x", torch.from_numpy(g.durations_allowed()),
+                             persistent=False)
+        start_site, end_site = g.site_channels()
+        n_sites = len(SITES)  # index n_sites = a zero column: no site score
+        self.register_buffer("start_site", torch.from_numpy(np.where(start_site < 0, n_sites,
+                                                                      start_site)),
+                             persistent=False)
+        self.register_buffer("end_site", torch.from_numpy(np.where(end_site < 0, n_sites,
+                                                                    end_site)),
+                             persistent=False)
+        # Runs cut by a window edge and shorter than this are left unconstrained in training
+        # (an exon run needs its 3-bp codon head plus a last piece; an intron its minimum).
+        self.register_buffer("relax_length", torch.tensor([1, 6, min_intron, 6, min_intron]),
+                             persistent=False)
+        d = torch.arange(1, self.K + 1, dtype=torch.get_default_dtype())
+        self.register_buffer("dur_features", torch.stack([d.log(), d / self.K], dim=1),
+                             persistent=False)
+        self.transitions_raw = nn.Parameter(torch.zeros(Cx, Cx))
+        self.init_raw = nn.Parameter(torch.zeros(Cx))
+        self.final_raw = nn.Parameter(torch.zeros(Cx))
+        self.dur_coef = nn.Parameter(torch.zeros(2, Cx))
+        self.dur_residual = nn.Parameter(torch.zeros(self.K, Cx))
+        self.gc_donor = nn.Parameter(torch.zeros(()))
+
+    # ------------------------------------------------------------------------------------------
+    # Scores
+    # ------------------------------------------------------------------------------------------
+
+    def crf_inputs(self) -> dict[str, torch.Tensor]:
+        """transitions (C', C'), durations (K, C'), init, final (C',) over the states."""
+        dur = self.dur_features @ self.dur_coef + self.dur_residual
+        return {"transitions": _masked(self.trans_allowed_x, self.transitions_raw),
+                "durations": _masked(self.dur_allowed_x, dur),
+                "init": self.init_raw, "final": _masked(self.is_last, self.final_raw)}
+
+    def expand(self, emissions: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_outputs) network output -> (B, T, C') state emissions."""
+        return emissions[..., :N_CLASSES].index_select(-1, self.class_of)
+
+    def constraints(self, emissions: torch.Tensor, codes: torch.Tensor,
+                    lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """start_bias, end_bias (B, T, C') float and max_end (B, T, C') int64 over the states:
+        -inf where the sequence forbids, else the learned site score (plus the GC offset)."""
+        B, T, _ = emissions.shape
+        dev = emissions.device
+        codes_np = codes.detach().cpu().numpy().astype(np.uint8)
+        lens = [int(L) for L in lengths.detach().cpu().tolist()]
+        g = self.grammar
+
+        def columns(b):
+            return g.sequence_columns(codes_np[b, :lens[b]])
+
+        # The sequence work is numpy on the host, one sequence per thread.
+        if B > 1:
+            with ThreadPoolExecutor(max_workers=min(B, os.cpu_count() or 1)) as pool:
+                per_seq = list(pool.map(columns, range(B)))
+        else:
+            per_seq = [columns(0)]
+        index = g.column_index()
+        gathered = {}
+        for key, neutral in (("start_ok", True), ("end_ok", True), ("start_gc", False),
+                             ("end_gc", False), ("max_end", T)):
+            n = per_seq[0][key].shape[1]
+            dtype = np.int64 if key == "max_end" else bool
+            host = np.full((B, T, n), neutral, dtype=dtype)
+            for b, cols in enumerate(per_seq):
+                host[b, :lens[b]] = cols[key]
+                if key == "start_ok":
+                    # A run cut by the sequence's edge (a training window, a contig end) shows
+                    # neither the site at its cut end nor what lies beyond: no site constraint
+                    # there. Decoding reports such runs as cut (no label), so they never make a
+                    # "complete" gene.
+                    host[b, 0] = True
+                elif key == "end_ok":
+                    host[b, lens[b] - 1] = True
+                elif key in ("start_gc", "end_gc"):
+                    host[b, 0 if key == "start_gc" else lens[b] - 1] = False
+            idx = torch.from_numpy(index[key]).to(dev)
+            gathered[key] = torch.from_numpy(host).to(dev).index_select(-1, idx)
+        ok_s, ok_e = gathered["start_ok"], gathered["end_ok"]
+        gc_s, gc_e = gathered["start_gc"], gathered["end_gc"]
+        max_end = gathered["max_end"].clamp(max=T)
+        sites = emissions[..., N_CLASSES:]
+        sites = torch.cat([sites, sites.new_zeros(B, T, 1)], dim=-1)
+        neg = torch.full((), -math.inf, dtype=emissions.dtype, device=dev)
+
+        def bias(ok, gc, channel):
+            score = sites.index_select(-1, channel)
+            score = score + torch.where(gc, self.gc_donor.to(score.dtype),
+                                        torch.zeros((), dtype=score.dtype, device=dev))
+            return torch.where(ok, score, neg)
+
+        return {"start_bias": bias(ok_s, gc_s, self.start_site),
+                "end_bias": bias(ok_e, gc_e, self.end_site), "max_end": max_end}
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------
+
+    def nll(self, emissions: torch.Tensor, labels: torch.Tensor,
+            lengths: torch.Tensor | None = None, *, codes: torch.Tensor,
+            relax_cut_runs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Negative log-likelihood of per-position gold class labels (as ``SemiCRFHead.nll``:
+        logZ over all paths minus logZ over the paths whose states' classes match the labels,
+        which sums over the phase labellings the classes leave open, e.g. at a window edge).
+        Returns (nll (B,), ok (B,)); ok is False where the gold labelling is impossible."""
+        B, T, _ = self._check(emissions)
+        dev = emissions.device
+        labels = labels.to(device=dev, dtype=torch.int64)
+        lengths = self._lengths(lengths, B, T, dev)
+        valid = torch.arange(T, device=dev)[None, :] < lengths[:, None]
+        if ((labels >= self.C) & valid).any() or ((labels < -1) & valid).any():
+            raise ValueError(f"labels must lie in [-1, C={self.C}) at valid positions")
+        if relax_cut_runs:
+            labels = _relax_cut_runs(labels, lengths, self.relax_length)
+        cons = self.constraints(emissions, codes, lengths)
+        seq_max_end = cons.pop("max_end")
+        gold_max_end = torch.minimum(
+            _gold_max_end(labels, valid, self.C).index_select(-1, self.class_of), seq_max_end)
+        em = self.expand(emissions)
+        inputs = self.crf_inputs()
+
+        def logz_pair(rows):
+            n = em[rows].shape[0]
+            twice = lambda x: torch.cat([x[rows], x[rows]])  # noqa: E731
+            z = crf.semicrf_logz(twice(em), lengths=twice(lengths), **inputs,
+                                 start_bias=twice(cons["start_bias"]),
+                                 end_bias=twice(cons["end_bias"]),
+                                 max_end=torch.cat([seq_max_end[rows], gold_max_end[rows]]))
+            return z[:n], z[n:]
+
+        logz, logz_gold = logz_pair(slice(None))
+        ok = torch.isfinite(logz) & torch.isfinite(logz_gold)
+        if bool(ok.all()):
+            return logz - logz_gold, ok
+        nll = torch.zeros(B, dtype=logz.dtype, device=dev)
+        idx = ok.nonzero().squeeze(1)
+        if idx.numel():
+            logz, logz_gold = logz_pair(idx)
+            nll = nll.index_copy(0, idx, logz - logz_gold)
+        return nll, ok
+
+    def loss(self, emissions: torch.Tensor, labels: torch.Tensor,
+             lengths: torch.Tensor | None = None, *, codes: torch.Tensor,
+             relax_cut_runs: bool = True) -> tuple[torch.Tensor, int]:
+        """Mean NLL per base over the possible sequences, and the number left out."""
+        B, T = labels.shape
+        lengths = self._lengths(lengths, B, T, emissions.device)
+        nll, ok = self.nll(emissions, labels, lengths, codes=codes,
+                           relax_cut_runs=relax_cut_runs)
+        n_bad = int((~ok).sum())
+        if n_bad == B:
+            zero = emissions.nan_to_num(0.0, posinf=0.0, neginf=0.0).sum() * 0.0
+            return zero + self.transitions_raw.sum() * 0.0, n_bad
+        return nll[ok].sum() / lengths[ok].sum().to(nll.dtype), n_bad
+
+    # ------------------------------------------------------------------------------------------
+    # Inference
+    # ------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None, *,
+               codes: torch.Tensor, with_labels: bool = False):
+        """Viterbi: (scores (B,), list of B int64 CPU (n, 3) class rows [start, end, class]),
+        one row per run. ``with_labels``: also a list of B lists with each run's phase label
+        name (None for a run cut by the sequence end)."""
+        B, T, _ = self._check(emissions)
+        lengths = self._lengths(lengths, B, T, emissions.device)
+        cons = self.constraints(emissions, codes, lengths)
+        scores, paths = crf.semicrf_viterbi(self.expand(emissions), lengths=lengths,
+                                            **self.crf_inputs(), **cons)
+        runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
+        rows = [r[0] for r in runs]
+        if with_labels:
+            return scores, rows, [r[1] for r in runs]
+        return scores, rows
+
+    def _runs(self, path: torch.Tensor, length: int) -> tuple[torch.Tensor, list]:
+        """State rows -> (class rows, run labels): a run ends at its last piece, at a codon head
+        that is a whole 3-bp exon, or at the end of the path. Runs touching either end of the
+        sequence get no label: they may be cut there (``constraints`` relaxes the sites)."""
+        path = path.cpu().numpy()
+        g = self.grammar
+        rows, labels = [], []
+        start = None
+        for k, (s, e, c) in enumerate(path.tolist()):
+            if start is None:
+                start = s
+            nxt = int(path[k + 1, 2]) if k + 1 < len(path) else None
+            state = g.states[c]
+            label = g.exit_label(c, nxt)
+            ends = (state.role == "last" or label is not None or nxt is None
+                    or g.states[nxt].cls != state.cls)
+            if ends:
+                rows.append((start, e, state.cls))
+                labels.append(None if start == 0 or e == length else label)
+                start = None
+        out = torch.tensor(rows, dtype=torch.int64).reshape(-1, 3)
+        return out, labels
+
+    @torch.no_grad()
+    def posteriors(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                   codes: torch.Tensor):
+        """(label_post (B, T, 5), boundary_post (B, T), log_z (B,)) in class space, as
+        ``SemiCRFHead.posteriors``; a boundary is the last base of a run (a last piece)."""
+        B, T, _ = self._check(emissions)
+        lengths = self._lengths(lengths, B, T, emissions.device)
+        inputs = {k: v.detach() for k, v in self.crf_inputs().items()}
+        with torch.enable_grad():
+            em = emissions.detach().requires_grad_(True)
+            cons = self.constraints(em.detach(), codes, lengths)
+            eb = cons.pop("end_bias").detach().clone().requires_grad_(True)
+            log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, end_bias=eb, **inputs,
+                                     start_bias=cons["start_bias"].detach(),
+                                     max_end=cons["max_end"])
+            weight = torch.isfinite(log_z).to(log_z.dtype)
+            grad_em, grad_eb = torch.autograd.grad(log_z, (em, eb), grad_outputs=weight)
+        label_post = grad_em[..., :N_CLASSES].nan_to_num(0.0)
+        boundary_post = (grad_eb.nan_to_num(0.0) * self.is_last).sum(dim=-1)
+        return label_post, boundary_post, log_z.detach()
+
+    def _lengths(self, lengths, B, T, dev) -> torch.Tensor:
+        if lengths is None:
+            return torch.full((B,), T, dtype=torch.int64, device=dev)
+        return torch.as_tensor(lengths, device=dev).to(torch.int64)
+
+    def _check(self, emissions: torch.Tensor) -> tuple[int, int, int]:
+        if emissions.dim() != 3 or emissions.shape[-1] != self.n_outputs:
+            raise ValueError(f"emissions must be (B, T, {self.n_outputs}), "
+                             f"got {tuple(emissions.shape)}")
+        return tuple(emissions.shape)
+
+    def extra_repr(self) -> str:
+        return (f"grammar='phase', classes={self.C}, states={self.C_expanded}, K={self.K}, "
+                f"min_intron={self.grammar.min_intron}")
+
+
+def encode_sequences(seqs: list[str], T: int) -> torch.Tensor:
+    """(B, T) uint8 codes of sequences (padded with 4 = N)."""
+    out = np.full((len(seqs), T), codons.NONE, dtype=np.uint8)
+    for b, s in enumerate(seqs):
+        out[b, :len(s)] = codons.encode(s)
+    return torch.from_numpy(out)

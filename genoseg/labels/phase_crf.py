@@ -1,0 +1,438 @@
+"""The codon-phase gene grammar as semi-CRF states, with runs longer than K and exact constraints.
+
+``genoseg.labels.phase`` defines the 45 gene labels and their rules for single segments. Real
+exons (fly: 6 % over 1 kb, yeast up to 15 kb) and introns (up to 110 kb) are far longer than any
+affordable maximum duration K, so a label's *run* is cut into pieces inside the CRF. Each run
+has exactly one segmentation, and every rule still holds exactly, by giving each piece only
+the constraints that belong to it:
+
+    exon run        [H] Y*^q X       H: the start codon (+ single/initial) or the stop codon
+                                     (- single/terminal) as its own 3-bp piece, when the run's
+                                     5'/3' codon sits at its left end; Y*: full pieces of length
+                                     F_e (a multiple of 3); X: the label's last piece, whose
+                                     length spans F_e values from 1 (3 for a + exon ending in
+                                     its stop codon) and has the label's residue mod 3.
+    intron run      H I*^q I         H: the 2-bp splice dinucleotide at the left end (donor on +,
+                                     acceptor on -) with the left-end checks; I*: full pieces;
+                                     I: last piece with the right-end checks.
+    intergenic run  G*^q G           as ``genoseg.crf.head`` tiles any label.
+
+Why pieces are exact. A constraint on a run's left end sits on H, one on its right end on the
+last piece (X / I), and the interior pieces carry none, so no constraint ever lands on an
+interior cut. Exon full pieces have a length divisible by 3, so every piece of a run starts in
+the run's reading frame, and a piece's ``max_end`` forbids any in-frame stop codon that *starts*
+inside it (``piece_max_end``): a stop straddling two pieces is caught by the left one. Uniqueness:
+a run of length n has one decomposition, because the last piece ranges over exactly one full
+piece's worth of consecutive lengths (restricted to the label's residue mod 3 for exons, which
+the piece length preserves).
+
+Shared pieces. Exon full pieces and the exon heads depend only on strand and reading frame, not
+on which exon label the run will turn out to be, so they are shared: per strand one piece
+family for runs after intergenic sequence (frame 0) and one per intron phase. The last piece
+names the label. This keeps the state count at 80 instead of 45 + 2 x 44.
+
+States are in class space ``GENE_LABELS`` (intergenic, exon+, intron+, exon-, intron-) for
+emissions, gold labels, decoded runs and posteriors; the phase labels only exist inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genoseg.labels import codons
+from genoseg.labels.phase import BY_NAME, LABELS, PhaseLabel, _may_follow, tail_masks
+from genoseg.labels.scheme import GENE_LABELS
+
+# Encoder site-score channels, after the 5 class emission columns: a learned score for each kind
+# of site, added to the bias of the piece whose boundary the site is.
+SITES = ("start+", "stop+", "donor+", "acceptor+", "start-", "stop-", "donor-", "acceptor-")
+
+
+def class_of_label(lab: PhaseLabel) -> int:
+    if lab.kind == "intergenic":
+        return GENE_LABELS.index("intergenic")
+    kind = "exon" if lab.is_exon else "intron"
+    return GENE_LABELS.index(f"{kind}{lab.strand}")
+
+
+@dataclass(frozen=True)
+class State:
+    """One CRF state. ``role``: "last" (a label's last piece: the run ends here), "piece" (a
+    full piece of fixed length) or "head" (H). ``targets``: the labels whose run this state may
+    belong to (one for "last"). ``frame`` (exon pieces): reading frame at the piece's 5' side
+    on +, at its right end on - (the phase that ``piece_max_end`` takes)."""
+
+    name: str
+    role: str
+    cls: int
+    targets: tuple[str, ...]
+    strand: str | None = None
+    frame: int | None = None
+    site_start: str | None = None  # site channel added to start_bias
+    site_end: str | None = None  # site channel added to end_bias
+
+
+def _has_head(lab: PhaseLabel) -> bool:
+    """Exon labels whose left end is a codon (start codon on +, stop codon on -)."""
+    return lab.is_exon and ((lab.strand == "+" and lab.starts_cds)
+                            or (lab.strand == "-" and lab.ends_cds))
+
+
+def _piece_key(lab: PhaseLabel) -> str:
+    """Which shared full-piece family an exon label's run uses: G after intergenic sequence,
+    E<p> after an intron of phase p (the label's entry phase on +, exit phase on -)."""
+    if _has_head(lab):
+        return f"G{lab.strand}"
+    p = lab.entry if lab.strand == "+" else lab.exit
+    return f"E{p}{lab.strand}"
+
+
+@dataclass
+class PhaseGrammar:
+    """The states and their static tables for maximum duration K.
+
+    Args:
+        K: maximum segment duration; every piece fits in it.
+        min_intron: shortest intron (bp); must be >= 3 and <= K + 2.
+    """
+
+    K: int
+    min_intron: int = 40
+    states: list[State] = field(init=False)
+
+    def __post_init__(self) -> None:
+        K = self.K
+        if K < 5:
+            raise ValueError(f"the phase grammar needs K >= 5, got {K}")
+        if not 3 <= self.min_intron <= K + 2:
+            raise ValueError(f"min_intron must lie in [3, K + 2 = {K + 2}], got {self.min_intron}")
+        # F_e: a multiple of 3, so that pieces keep the frame, and <= K - 2 so that a last piece
+        # holding a + stop codon (lengths [3, F_e + 2]) fits in K.
+        self.exon_piece = 3 * ((K - 2) // 3)
+        self.intron_last_min = self.min_intron - 2  # I is at least this long
+        self.intron_piece = K - self.intron_last_min + 1  # F_i: I ranges over [m, K]
+        states = [State(lab.name, "last", class_of_label(lab), (lab.name,), lab.strand,
+                        site_start=None, site_end=_end_site(lab)) for lab in LABELS]
+        states.append(State("intergenic*", "piece", 0, ("intergenic",)))
+        families: dict[str, list[str]] = {}
+        for lab in LABELS:
+            if lab.is_exon:
+                families.setdefault(_piece_key(lab), []).append(lab.name)
+        for key, targets in families.items():
+            strand = key[-1]
+            frame = 0 if key[0] == "G" else int(key[1])
+            states.append(State(f"exon{strand}*{key[:-1]}", "piece", class_of_label(
+                BY_NAME[targets[0]]), tuple(targets), strand, frame))
+        for strand in "+-":
+            targets = tuple(lab.name for lab in LABELS if lab.strand == strand and _has_head(lab))
+            states.append(State(f"exon{strand}^codon", "head", class_of_label(BY_NAME[targets[0]]),
+                                targets, strand, 0,
+                                site_start="start+" if strand == "+" else "stop-"))
+        for lab in LABELS:
+            if lab.kind == "intron":
+                states.append(State(f"{lab.name}*", "piece", class_of_label(lab), (lab.name,),
+                                    lab.strand))
+                states.append(State(f"{lab.name}^splice", "head", class_of_label(lab),
+                                    (lab.name,), lab.strand,
+                                    site_start="donor+" if lab.strand == "+" else "acceptor-"))
+        self.states = states
+        self.index = {s.name: i for i, s in enumerate(states)}
+        self.n_labels = len(LABELS)
+
+    @property
+    def C(self) -> int:
+        """Number of states."""
+        return len(self.states)
+
+    # ------------------------------------------------------------------------------------------
+    # Static tables
+    # ------------------------------------------------------------------------------------------
+
+    def class_of(self) -> np.ndarray:
+        """(C,) int64: the class (GENE_LABELS column) of each state."""
+        return np.array([s.cls for s in self.states], dtype=np.int64)
+
+    def is_last(self) -> np.ndarray:
+        return np.array([s.role == "last" for s in self.states])
+
+    def _entry_states(self, name: str) -> list[int]:
+        """States a run of label ``name`` may begin with."""
+        lab = BY_NAME[name]
+        if lab.kind == "intergenic":
+            return [self.index["intergenic*"], self.index["intergenic"]]
+        if lab.kind == "intron":
+            return [self.index[f"{name}^splice"]]
+        if _has_head(lab):
+            return [self.index[f"exon{lab.strand}^codon"]]
+        key = _piece_key(lab)
+        return [self.index[f"exon{key[-1]}*{key[:-1]}"], self.index[name]]
+
+    def transitions_allowed(self) -> np.ndarray:
+        """(C, C) bool: state j may follow state i."""
+        C = self.C
+        allowed = np.zeros((C, C), dtype=bool)
+        for a in LABELS:  # between runs: a's last piece -> the first piece of b's run
+            for b in LABELS:
+                if _may_follow(a, b) and not (a is b):
+                    for j in self._entry_states(b.name):
+                        allowed[self.index[a.name], j] = True
+        for i, s in enumerate(self.states):  # inside a run
+            if s.role == "last":
+                continue
+            for t in s.targets:
+                lab = BY_NAME[t]
+                allowed[i, self.index[t]] = True
+                if lab.kind == "intergenic":
+                    allowed[i, i] = True
+                elif lab.kind == "intron":
+                    allowed[i, self.index[f"{t}*"]] = True
+                else:
+                    key = _piece_key(lab)
+                    allowed[i, self.index[f"exon{key[-1]}*{key[:-1]}"]] = True
+        # A 3-bp exon that is only its codon: ATG then an intron of phase 0 (initial+ of length
+        # 3), or a stop codon then an intron of phase 0 (terminal- of length 3). The codon head is
+        # the whole run, so it is followed directly by what follows that label.
+        for strand, label in (("+", "initial+:0"), ("-", "terminal-:0")):
+            head = self.index[f"exon{strand}^codon"]
+            for b in LABELS:
+                if b.kind == "intron" and _may_follow(BY_NAME[label], b):
+                    for j in self._entry_states(b.name):
+                        allowed[head, j] = True
+        return allowed
+
+    def durations_allowed(self) -> np.ndarray:
+        """(K, C) bool: row d - 1 is True where a piece of length d is allowed."""
+        K = self.K
+        d = np.arange(1, K + 1)
+        out = np.zeros((K, self.C), dtype=bool)
+        for c, s in enumerate(self.states):
+            if s.role == "head":
+                out[:, c] = d == (3 if s.cls in (1, 3) else 2)
+            elif s.name == "intergenic*":
+                out[:, c] = d == K
+            elif s.name == "intergenic":
+                out[:, c] = True
+            elif s.cls in (2, 4):  # intron pieces
+                out[:, c] = (d == self.intron_piece) if s.role == "piece" else (
+                    d >= self.intron_last_min)
+            elif s.role == "piece":  # exon full piece
+                out[:, c] = d == self.exon_piece
+            else:  # exon last piece
+                lab = BY_NAME[s.name]
+                lo = last_piece_min(lab)
+                out[:, c] = (d >= lo) & (d < lo + self.exon_piece) & (
+                    d % 3 == lab.length_residue)
+        return out
+
+    def exit_label(self, state: int, next_state: int | None) -> str | None:
+        """The label of a run whose final state is ``state`` (None: a run cut by the sequence
+        end, label unknown). A codon head that ends its run is a 3-bp exon."""
+        s = self.states[state]
+        if s.role == "last":
+            return s.name
+        if s.role == "head" and s.cls in (1, 3) and next_state is not None:
+            nxt = self.states[next_state]
+            if nxt.cls in (2, 4):
+                return "initial+:0" if s.strand == "+" else "terminal-:0"
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # Per-sequence constraints
+    # ------------------------------------------------------------------------------------------
+
+    def sequence_columns(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """The sequence's hard constraints as their DISTINCT columns; ``column_index`` says which
+        column each state uses (many states share one: every + stop-ending exon the same stop
+        mask, every exon label of one frame the same stop limit). Keys: ``start_ok`` /
+        ``end_ok`` (T, n) bool (a piece may start at s / have its last base at u), ``start_gc``
+        / ``end_gc`` (T, n) bool (a GC donor there: it gets the learned GC score), ``max_end``
+        (T, n) int64 (no in-frame stop inside an exon piece; values may exceed T). Column 0 is
+        the neutral one (True, False, or no limit)."""
+        T = len(codes)
+        sites = codons.site_masks(codes)
+        cols = {key: [value] for key, value in (
+            ("start_ok", np.ones(T, dtype=bool)), ("end_ok", np.ones(T, dtype=bool)),
+            ("start_gc", np.zeros(T, dtype=bool)), ("end_gc", np.zeros(T, dtype=bool)),
+            ("max_end", np.full(T, np.iinfo(np.int64).max // 2, dtype=np.int64)))}
+        for (key, _), make in self._column_recipes().items():
+            cols[key].append(make(codes, sites))
+        return {key: np.stack(v, axis=1) for key, v in cols.items()}
+
+    def _column_recipes(self) -> dict:
+        """(key, column id) -> function (codes, sites) -> column, in column order per key; and
+        self._column_of[key][state] -> column number. Built once."""
+        if getattr(self, "_recipes", None) is not None:
+            return self._recipes
+        recipes: dict = {}
+        column_of = {key: np.zeros(self.C, dtype=np.int64)
+                     for key in ("start_ok", "end_ok", "start_gc", "end_gc", "max_end")}
+        counts = {key: 1 for key in column_of}
+
+        def use(key, ident, state, make):
+            if (key, ident) not in recipes:
+                recipes[(key, ident)] = (counts[key], make)
+                counts[key] += 1
+            column_of[key][state] = recipes[(key, ident)][0]
+
+        for c, st in enumerate(self.states):
+            if st.role == "head" and st.cls in (1, 3):
+                site = "start_codon_plus" if st.strand == "+" else "stop_codon_minus"
+                use("start_ok", site, c, lambda codes, sites, site=site: sites[site])
+            elif st.role == "head":  # splice dinucleotide at an intron's left end
+                lab = BY_NAME[st.targets[0]]
+                if lab.strand == "+":
+                    use("start_ok", lab.name, c, lambda codes, sites, lab=lab: (
+                        (sites["donor_gt_plus"] | sites["donor_gc_plus"])
+                        & tail_masks(codes, "+", lab.entry, lab.tail)[0]))
+                    use("start_gc", "gc+", c, lambda codes, sites: (
+                        sites["donor_gc_plus"] & ~sites["donor_gt_plus"]))
+                else:
+                    use("start_ok", lab.name, c, lambda codes, sites, lab=lab: (
+                        sites["acceptor_minus"] & tail_masks(codes, "-", lab.entry, lab.tail)[0]))
+            elif st.role == "last" and st.cls in (2, 4):
+                lab = BY_NAME[st.name]
+                if lab.strand == "+":
+                    use("end_ok", lab.name, c, lambda codes, sites, lab=lab: (
+                        sites["acceptor_plus"] & tail_masks(codes, "+", lab.entry, lab.tail)[1]))
+                else:
+                    use("end_ok", lab.name, c, lambda codes, sites, lab=lab: (
+                        (sites["donor_gt_minus"] | sites["donor_gc_minus"])
+                        & tail_masks(codes, "-", lab.entry, lab.tail)[1]))
+                    use("end_gc", "gc-", c, lambda codes, sites: (
+                        sites["donor_gc_minus"] & ~sites["donor_gt_minus"]))
+            elif st.role == "last" and st.cls in (1, 3):
+                lab = BY_NAME[st.name]
+                plus = lab.strand == "+"
+                if plus and lab.ends_cds:
+                    use("end_ok", "stop_codon_plus", c,
+                        lambda codes, sites: sites["stop_codon_plus"])
+                if not plus and lab.starts_cds:
+                    use("end_ok", "start_codon_minus", c,
+                        lambda codes, sites: sites["start_codon_minus"])
+                # With a codon head the run's left-end codon is in the head, so the last piece
+                # starts in frame 0 (+: after the ATG) and holds no stop of its own (-). On + the
+                # limit does not depend on the length residue.
+                terminal = lab.ends_cds and plus
+                residue = lab.length_residue if not plus else 0
+                ident = ("exon", lab.strand, lab.entry, residue, terminal)
+                use("max_end", ident, c, lambda codes, sites, lab=lab, terminal=terminal: (
+                    codons.exon_max_end(codes, lab.strand, lab.entry, lab.length_residue,
+                                        terminal)))
+            elif st.role == "piece" and st.cls in (1, 3):
+                use("max_end", ("piece", st.strand, st.frame), c,
+                    lambda codes, sites, st=st: piece_max_end(codes, st.strand, st.frame))
+        ordered = dict(sorted(recipes.items(), key=lambda kv: (kv[0][0], kv[1][0])))
+        self._recipes = {k: make for k, (_, make) in ordered.items()}
+        self._column_of = column_of
+        return self._recipes
+
+    def column_index(self) -> dict[str, np.ndarray]:
+        """key -> (C,) int64: the column of ``sequence_columns`` each state uses."""
+        self._column_recipes()
+        return self._column_of
+
+    def sequence_masks(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+        """``sequence_columns`` gathered to every state: each key (T, C); max_end clipped to T."""
+        cols = self.sequence_columns(codes)
+        out = {key: value[:, self.column_index()[key]] for key, value in cols.items()}
+        out["max_end"] = np.minimum(out["max_end"], len(codes))
+        return out
+
+    def site_channels(self) -> tuple[np.ndarray, np.ndarray]:
+        """((C,), (C,)) int64: the SITES channel added to each state's start_bias and end_bias
+        (-1: none)."""
+        start = np.array([SITES.index(s.site_start) if s.site_start else -1
+                          for s in self.states], dtype=np.int64)
+        end = np.array([SITES.index(s.site_end) if s.site_end else -1 for s in self.states],
+                       dtype=np.int64)
+        return start, end
+
+
+def last_piece_min(lab: PhaseLabel) -> int:
+    """Shortest last piece of an exon label. A + exon that ends with its stop codon keeps the
+    whole codon in its last piece (>= 3 bp): a full piece may hold no stop that starts inside
+    it, so a stop straddling the cut would make the run impossible."""
+    return 3 if lab.strand == "+" and lab.ends_cds else 1
+
+
+def _end_site(lab: PhaseLabel) -> str | None:
+    """The site at a label's right end that its last piece's end_bias scores."""
+    if lab.is_exon:
+        if lab.strand == "+" and lab.ends_cds:
+            return "stop+"
+        if lab.strand == "-" and lab.starts_cds:
+            return "start-"
+        return None
+    if lab.kind == "intron":
+        return "acceptor+" if lab.strand == "+" else "donor-"
+    return None
+
+
+def piece_max_end(codes: np.ndarray, strand: str, frame: int) -> np.ndarray:
+    """(T,) int64 max_end for an exon FULL piece (length divisible by 3) in reading frame
+    ``frame``: the entry phase at its left end on +, the phase at its right end on -.
+
+    Stricter than ``codons.exon_max_end`` for a non-terminal exon: no in-frame stop codon may
+    *start* inside the piece, even one that runs past its end, because the next piece (whose
+    first complete codon starts after that one) would not see it. Values may exceed T.
+    """
+    T = len(codes)
+    s = np.arange(T)
+    a = codons.lead(frame)
+    if strand == "+":
+        nxt = codons.next_in_class(codons._matches(codes, codons.STOPS))
+        return nxt[np.minimum(s + a, T + 2)]
+    if strand != "-":
+        raise ValueError(f"strand must be '+' or '-', got {strand!r}")
+    # On - codons are counted from the right end e = s + F (F = 0 mod 3): their left ends lie
+    # in the class of s - a (mod 3); a stop at q < e is inside (whole, or straddling e if a > 0).
+    nxt = codons.next_in_class(codons._matches(codes, codons.STOPS_MINUS))
+    return nxt[np.minimum(s + (-a) % 3, T + 2)]
+
+
+def complete_transcripts(rows, run_labels, seqid: str, scores=None) -> list:
+    """Gene models from decoded runs: class rows (n, 3) [start, end, class] in genome order with
+    each run's phase label name (None: cut by a sequence end). A gene is a chain
+    exon (intron exon)* from the exon holding its 5'-most genome-left codon to the one closing
+    it; chains cut by a sequence end are partial and left out. ``scores``: optional per-run
+    values; a transcript's score is the mean over its exons."""
+    from genoseg.io.features import Transcript
+
+    rows = [(int(s), int(e), int(c)) for s, e, c in rows]
+    out = []
+
+    def opens(lab):  # the genome-left exon of a complete gene
+        return lab.is_exon and (lab.starts_cds if lab.strand == "+" else lab.ends_cds)
+
+    def closes(lab):
+        return lab.is_exon and (lab.ends_cds if lab.strand == "+" else lab.starts_cds)
+
+    i = 0
+    while i < len(rows):
+        name = run_labels[i]
+        lab = BY_NAME.get(name) if name else None
+        if lab is None or not opens(lab):
+            i += 1
+            continue
+        chain, j = [i], i
+        done = closes(lab)
+        while not done and j + 2 < len(rows):
+            intron, exon = run_labels[j + 1], run_labels[j + 2]
+            if intron is None or exon is None or BY_NAME[intron].kind != "intron":
+                break
+            chain.append(j + 2)
+            j += 2
+            done = closes(BY_NAME[exon])
+        if done:
+            n = len(out) + 1
+            score = None
+            if scores is not None:
+                score = float(np.mean([scores[k] for k in chain]))
+            out.append(Transcript(seqid=seqid, strand=lab.strand, gene_id=f"{seqid}.{n}",
+                                  transcript_id=f"{seqid}.{n}.t1",
+                                  cds=tuple((rows[k][0], rows[k][1]) for k in chain),
+                                  score=score))
+        i = j + 1
+    return out

@@ -1,0 +1,199 @@
+"""The phase gene grammar in the semi-CRF: exact constraints with runs much longer than K.
+
+Checked on the reference backend at small K, so that exons, introns and intergenic runs all
+tile: planted genes have exactly one state path (logZ over the gold labelling's paths is 0 with
+all scores 0), real example genes are admissible, every decoded gene model from random scores
+translates (``violations`` is empty), and the full-piece stop limit matches brute force.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pysam
+import pytest
+import torch
+
+from genoseg.crf.phase_head import PhaseGeneHead, codes_from_inputs, encode_sequences
+from genoseg.io.features import Transcript
+from genoseg.io.gff3 import read_gene_models
+from genoseg.labels import codons
+from genoseg.labels.gene import transcripts_to_labels
+from genoseg.labels.phase import transcript_segments, violations
+from genoseg.labels.phase_crf import PhaseGrammar, complete_transcripts, piece_max_end
+from genoseg.labels.scheme import load_scheme
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCHEME = load_scheme(Path(__file__).resolve().parents[2] / "configs/schemes/gene_basic.toml")
+
+
+def _revcomp(s: str) -> str:
+    return s.translate(str.maketrans("ACGT", "TGCA"))[::-1]
+
+
+def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
+    """(sequence, Transcript) with one valid gene: random codons without stops, GT..AG introns,
+    flanks of random bases; redrawn until the grammar's own check passes."""
+    while True:
+        cds_len = sum(exon_lengths)
+        assert cds_len % 3 == 0
+        codons_ = []
+        for _ in range(cds_len // 3 - 2):
+            while True:
+                c = "".join(rng.choice(list("ACGT"), 3))
+                if c not in codons.STOPS:
+                    codons_.append(c)
+                    break
+        cds = "ATG" + "".join(codons_) + rng.choice(list(codons.STOPS))
+        parts, k = [], 0
+        gene = ""
+        for i, L in enumerate(exon_lengths):
+            gene += cds[k:k + L]
+            k += L
+            if i < len(intron_lengths):
+                n = intron_lengths[i]
+                gene += "GT" + "".join(rng.choice(list("ACGT"), n - 4)) + "AG"
+        left = "".join(rng.choice(list("ACGT"), flank))
+        right = "".join(rng.choice(list("ACGT"), flank))
+        if strand == "-":
+            gene = _revcomp(gene)
+        seq = left + gene + right
+        # CDS parts in genome coordinates.
+        pos, spans = 0, []
+        for i, L in enumerate(exon_lengths):
+            spans.append((pos, pos + L))
+            pos += L + (intron_lengths[i] if i < len(intron_lengths) else 0)
+        if strand == "-":
+            total = pos
+            spans = [(total - e, total - s) for s, e in spans][::-1]
+        spans = tuple((s + flank, e + flank) for s, e in spans)
+        tx = Transcript("s", strand, "g", "t", spans)
+        codes = codons.encode(seq)
+        if not violations(codes, transcript_segments(tx, codes)):
+            return seq, tx
+
+
+def _zero_head(K, min_intron=12):
+    torch.manual_seed(0)
+    return PhaseGeneHead(SCHEME, K=K, min_intron=min_intron).double()
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+@pytest.mark.parametrize("exons,introns", [
+    ([90], []),  # single exon, 5 pieces at K = 20
+    ([3, 44, 37, 27], [30, 13, 55]),  # a 3-bp initial/terminal exon, short and long introns
+    ([40, 62, 3], [21, 20]),
+])
+def test_planted_gene_has_exactly_one_path(strand, exons, introns):
+    rng = np.random.default_rng(len(exons) * 7 + (strand == "-"))
+    seq, tx = _plant_gene(rng, exons, introns, strand)
+    head = _zero_head(K=20)
+    T = len(seq)
+    labels = torch.from_numpy(transcripts_to_labels([tx], "s", T, SCHEME))[None]
+    emissions = torch.zeros(1, T, head.n_outputs, dtype=torch.float64)
+    codes = encode_sequences([seq], T)
+    nll, ok = head.nll(emissions, labels, codes=codes, relax_cut_runs=False)
+    assert bool(ok.all())
+    # Gold logZ = log(number of state paths with the gold classes) = log 1.
+    lengths = torch.tensor([T])
+    cons = head.constraints(emissions, codes, lengths)
+    from genoseg.crf.head import _gold_max_end
+    gold = torch.minimum(_gold_max_end(labels, torch.ones(1, T, dtype=torch.bool), 5)
+                         .index_select(-1, head.class_of), cons.pop("max_end"))
+    from genoseg.crf import reference
+    z = reference.semicrf_logz(head.expand(emissions), lengths=lengths, **head.crf_inputs(),
+                               **cons, max_end=gold)
+    assert float(z.detach()) == pytest.approx(0.0, abs=1e-9)
+    # And the decoder, steered by emissions that favour the gold classes, returns that gene.
+    steer = torch.nn.functional.one_hot(labels, 5).double() * 4.0
+    emissions = torch.cat([steer, torch.zeros(1, T, 8, dtype=torch.float64)], dim=-1)
+    _, rows, run_labels = head.decode(emissions, codes=codes, with_labels=True)
+    got = complete_transcripts(rows[0].numpy(), run_labels[0], "s")
+    assert [t.cds for t in got] == [tx.cds] and got[0].strand == strand
+
+
+def test_example_genes_are_admissible():
+    fasta = pysam.FastaFile(str(EXAMPLES / "dmel_tiny.fa"))
+    transcripts = read_gene_models(EXAMPLES / "dmel_tiny.gff3")
+    head = _zero_head(K=60, min_intron=40)
+    seqids = sorted({t.seqid for t in transcripts})[:6]
+    for seqid in seqids:
+        seq = fasta.fetch(seqid)
+        T = len(seq)
+        labels = torch.from_numpy(transcripts_to_labels(transcripts, seqid, T, SCHEME))[None]
+        emissions = torch.zeros(1, T, head.n_outputs, dtype=torch.float64)
+        _, ok = head.nll(emissions, labels, codes=encode_sequences([seq], T))
+        assert bool(ok.all()), seqid
+
+
+def test_random_scores_decode_to_valid_gene_models():
+    rng = np.random.default_rng(3)
+    head = _zero_head(K=24)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.5)
+    seqs, T = [], 900
+    for b in range(3):
+        # Gene-rich random sequence: planted genes on both strands between random stretches.
+        parts = []
+        for strand in ("+", "-", "+"):
+            parts.append(_plant_gene(rng, [30, 45, 21], [25, 31], strand, flank=40)[0])
+        seqs.append("".join(parts)[:T])
+    codes = encode_sequences(seqs, T)
+    n_genes = 0
+    for trial in range(4):
+        emissions = torch.randn(3, T, head.n_outputs, dtype=torch.float64,
+                                generator=torch.Generator().manual_seed(trial))
+        emissions[..., 1] += 1.0  # favour exons so that genes appear
+        emissions[..., 3] += 1.0
+        _, rows, run_labels = head.decode(emissions, codes=codes, with_labels=True)
+        for b in range(3):
+            c = codons.encode(seqs[b])
+            for tx in complete_transcripts(rows[b].numpy(), run_labels[b], "s"):
+                n_genes += 1
+                assert violations(c, transcript_segments(tx, c)) == [], tx
+                cds = "".join(seqs[b][s:e] for s, e in tx.cds)
+                if tx.strand == "-":
+                    cds = _revcomp(cds)
+                assert len(cds) % 3 == 0 and cds[:3] == "ATG" and cds[-3:] in codons.STOPS
+                inner = [cds[i:i + 3] for i in range(0, len(cds) - 3, 3)]
+                assert not set(inner) & set(codons.STOPS), tx
+    assert n_genes >= 5
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+@pytest.mark.parametrize("frame", [0, 1, 2])
+def test_piece_max_end_matches_brute_force(strand, frame):
+    rng = np.random.default_rng(frame)
+    seq = "".join(rng.choice(list("ACGT"), 200))
+    codes = codons.encode(seq)
+    T = len(seq)
+    limit = piece_max_end(codes, strand, frame)
+    a = codons.lead(frame)
+    stops = codons.STOPS if strand == "+" else codons.STOPS_MINUS
+    for s in range(T):
+        for e in range(s + 3, T + 1, 3):  # full pieces have lengths divisible by 3
+            if strand == "+":
+                starts = range(s + a, e, 3)  # in-frame codons starting inside the piece
+            else:
+                starts = range(e - a - 3, s - 1, -3)  # counted from the right end
+                starts = [q for q in starts] + ([e - a] if a else [])
+            bad = any(seq[q:q + 3] in stops for q in starts if q + 3 <= T)
+            assert (e <= limit[s]) == (not bad), (s, e)
+
+
+def test_grammar_tables():
+    g = PhaseGrammar(K=30, min_intron=10)
+    assert g.C == 80 and g.exon_piece == 27 and g.intron_piece == 23
+    allowed = g.transitions_allowed()
+    # Between runs only a last piece (or a 3-bp codon-only exon) hands over; pieces continue.
+    for i, s in enumerate(g.states):
+        if s.role == "piece":
+            assert {g.states[j].cls for j in np.flatnonzero(allowed[i])} == {s.cls}
+
+
+def test_codes_from_inputs():
+    x = torch.zeros(1, 4, 6)
+    x[0, 0, 0] = x[0, 1, 3] = x[0, 2, 4] = 1.0  # A, T, N, and nothing
+    assert codes_from_inputs(x).tolist() == [[0, 3, 4, 4]]
