@@ -50,13 +50,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="genoseg model to annotate --genome with")
     p.add_argument("--genome")
     p.add_argument("--prediction", help="score this GFF3 instead of annotating")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu",
+                   help="annotate on this device; with --prediction: where it was made (text)")
+    p.add_argument("--backend", default="auto", help="semi-CRF backend for annotate")
+    p.add_argument("--wall-s", default="",
+                   help="with --prediction: the wall time that prediction took, if known")
     p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/gene_accuracy.tsv")
     args = p.parse_args(argv)
     if bool(args.prediction) == bool(args.model):
         p.error("give --prediction, or --model with --genome")
     with tempfile.TemporaryDirectory() as tmp:
-        wall = ""
+        wall = args.wall_s
         prediction = args.prediction
         if args.model:
             if not args.genome:
@@ -64,7 +68,8 @@ def main(argv=None) -> int:
             prediction = str(Path(tmp) / "pred.gff3")
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "genoseg", "annotate", args.genome, "-m",
-                            args.model, "--device", args.device, "-q", "-o", prediction],
+                            args.model, "--device", args.device, "--backend", args.backend,
+                            "-q", "-o", prediction],
                            check=True)
             wall = f"{time.perf_counter() - t0:.1f}"
         scores = Path(tmp) / "scores.tsv"
@@ -82,7 +87,7 @@ def main(argv=None) -> int:
                             reference=Path(args.reference).name, level=r["level"],
                             sensitivity=r["sensitivity"], specificity=r["specificity"],
                             F1=r["F1"], sn_counts=r["sn_counts"], sp_counts=r["sp_counts"],
-                            annotate_wall_s=wall, device=args.device if args.model else ""))
+                            annotate_wall_s=wall, device=args.device))
     print(f"appended {len(rows)} rows to {args.tsv}")
     return 0
 

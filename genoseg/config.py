@@ -98,6 +98,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     checkpoint_every: int = 200
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    # Reverse-complement each training window with probability 1/2 (strand labels swapped), so
+    # both strands see every training gene.
+    rc_augment: bool = False
 
 
 @dataclass(frozen=True)

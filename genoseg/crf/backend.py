@@ -11,7 +11,8 @@ choice in force and the device of the emissions:
 - ``"triton"``: the kernels or a :class:`BackendUnavailable` error (one line) when they cannot run
   for that tensor (CPU tensor, kernels not installed, triton or CUDA missing).
 - ``"cpu"``: ``genoseg.crf.cpu``, the reference's compiled (numba, float64) CPU twin, for CPU
-  tensors; an error elsewhere. Opt-in for now (``"auto"`` still runs the reference on a CPU).
+  tensors; an error elsewhere. ``"auto"`` still runs the reference on a CPU here (the library
+  default); ``genoseg annotate`` turns "auto" on a CPU into "cpu" where numba is installed.
 - ``"torch"``: always the reference.
 
 Set the choice with :func:`set_backend` (process-wide) or ``with use("torch"): ...`` (restored on

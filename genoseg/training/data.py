@@ -105,10 +105,11 @@ class WindowSampler:
     batches: x (B, W, channels) float32, labels (B, W) int64, lengths (B,) int64."""
 
     def __init__(self, source: InputSource, labels: dict[str, np.ndarray], regions: list[Region],
-                 window: int, seed: int):
+                 window: int, seed: int, rc_label_map: np.ndarray | None = None):
         if not regions:
             raise InputError("no training sequences left after the validation split")
         self.source, self.labels, self.regions, self.window = source, labels, regions, window
+        self.rc_label_map = rc_label_map  # reverse-complement half the windows (see rc_window)
         weights = np.array([r.length for r in regions], dtype=np.float64)
         self.p = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
@@ -126,7 +127,38 @@ class WindowSampler:
             n = min(self.window, r.length)
             start = r.start + int(self.rng.integers(0, r.length - n + 1))
             picks.append((r.seqid, start, start + n))
-        return make_batch(self.source, self.labels, picks, self.window)
+        x, y, lengths = make_batch(self.source, self.labels, picks, self.window)
+        if self.rc_label_map is not None:
+            for b in np.flatnonzero(self.rng.random(batch_size) < 0.5):
+                rc_window(x[b], y[b], int(lengths[b]), self.rc_label_map)
+        return x, y, lengths
+
+
+# Input channels A C G T N soft-mask: complementing swaps A<->T and C<->G.
+_RC_CHANNELS = np.array([3, 2, 1, 0, 4, 5])
+
+
+def rc_label_map(scheme: LabelScheme) -> np.ndarray:
+    """(C,) int64: the label of each label on the other strand ("exon+" <-> "exon-"; labels
+    without a strand suffix map to themselves)."""
+    out = np.arange(scheme.C)
+    for c, name in enumerate(scheme.labels):
+        if name.endswith(("+", "-")):
+            other = name[:-1] + ("-" if name.endswith("+") else "+")
+            if other in scheme.labels:
+                out[c] = scheme.labels.index(other)
+    return out
+
+
+def rc_window(x: np.ndarray, y: np.ndarray, n: int, label_map: np.ndarray) -> None:
+    """Reverse-complement one window in place: its first n positions of x (W, channels: the
+    6 sequence channels, then unstranded tracks, which are only reversed) and y (W,) labels
+    (-1 stays -1)."""
+    seq = x[:n, :6][::-1][:, _RC_CHANNELS]
+    x[:n, 6:] = x[:n, 6:][::-1].copy()
+    x[:n, :6] = seq
+    labels = y[:n][::-1].copy()
+    y[:n] = np.where(labels >= 0, label_map[np.maximum(labels, 0)], labels)
 
 
 def tile_regions(regions: list[Region], window: int, limit: int | None = None

@@ -26,7 +26,7 @@ import torch
 import genoseg
 from genoseg.config import GenosegConfig
 from genoseg.crf import backend as crf
-from genoseg.errors import GenosegError
+from genoseg.errors import GenosegError, InputError
 from genoseg.inputs import InputSource
 from genoseg.models import build_network, save_model_dir
 from genoseg.training.data import (WindowSampler, gold_labels, make_batch, split_regions,
@@ -149,7 +149,14 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     labels, counts = gold_labels(inputs.annotation, cfg.scheme, source.lengths)
     seqids = [s for s in source.names if s in labels]
     train_regions, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
-    sampler = WindowSampler(source, labels, train_regions, tc.window, tc.seed)
+    rc_map = None
+    if tc.rc_augment:
+        if source.spec.bam_stranded:
+            raise InputError("[train] rc_augment does not handle stranded BAM coverage yet")
+        from genoseg.training.data import rc_label_map
+
+        rc_map = rc_label_map(cfg.scheme)
+    sampler = WindowSampler(source, labels, train_regions, tc.window, tc.seed, rc_map)
     val_windows = tile_regions(val_regions, tc.window, limit=VAL_WINDOWS)
 
     model = build_network(cfg).to(device)
@@ -256,7 +263,9 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
         "genoseg_version": genoseg.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "status": status,
-        "summary": f"{cfg.scheme.name} scheme, {cfg.encoder.kind} encoder "
+        "summary": f"{cfg.scheme.name} scheme"
+                   f"{', codon-phase grammar' if cfg.crf.grammar == 'phase' else ''}, "
+                   f"{cfg.encoder.kind} encoder "
                    f"(width {cfg.encoder.width}, depth {cfg.encoder.depth}), "
                    f"trained on {Path(inputs.genome).name}",
         "command": command,
@@ -304,7 +313,9 @@ def model_card(cfg: GenosegConfig, meta: dict) -> str:
         "```",
         "",
         "## Model",
-        f"- labels: {', '.join(cfg.scheme.labels)}; max segment length K = {cfg.K}",
+        f"- labels: {', '.join(cfg.scheme.labels)}; max segment length K = {cfg.K}"
+        + ("; codon-phase gene grammar (80 CRF states, exact codon/splice constraints)"
+           if cfg.crf.grammar == "phase" else ""),
         f"- encoder: dilated residual CNN, width {cfg.encoder.width}, depth {cfg.encoder.depth}, "
         f"kernel {cfg.encoder.kernel_size}, receptive field {cfg.encoder.receptive_field} bp",
         f"- training: {m['steps']} steps of {cfg.train.batch_size} x {cfg.train.window} bp "
