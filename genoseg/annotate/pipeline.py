@@ -144,11 +144,13 @@ def _segment_scores(segments: np.ndarray, label_post: np.ndarray) -> np.ndarray:
 
 def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device="cpu",
              tracks: str | None = None, bams: tuple[str, ...] = (), min_mapq: int | None = None,
-             progress: bool = True, backend: str | None = None) -> Summary:
+             progress: bool = True, backend: str | None = None,
+             sequences: tuple[str, ...] = ()) -> Summary:
     """Annotate every contig of ``genome`` with ``model`` and write the requested outputs.
 
     ``backend``: the semi-CRF backend for the whole run ("auto", "triton", "cpu", "torch"; None
     keeps the choice in force, see ``genoseg.crf.backend``), checked before any input is read.
+    ``sequences``: annotate only these contigs (empty: all); the outputs list only them.
     On a CPU, "auto" here means the compiled CPU twin (``genoseg.crf.cpu``) where numba is
     installed: the same results to float64 rounding, several times faster than the reference.
     """
@@ -161,11 +163,11 @@ def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device
     with crf.use(backend):
         crf.resolve(device)  # an unusable backend fails before any input is read
         return _annotate(model, meta, genome, outputs, device=device, tracks=tracks, bams=bams,
-                         min_mapq=min_mapq, progress=progress)
+                         min_mapq=min_mapq, progress=progress, sequences=sequences)
 
 
 def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device, tracks,
-              bams, min_mapq, progress) -> Summary:
+              bams, min_mapq, progress, sequences=()) -> Summary:
     cfg = model.config
     scheme = cfg.scheme
     inputs = meta.get("inputs", {})
@@ -179,6 +181,13 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     # Logged once the inputs are known good: an input error stays the only line on stderr.
     log.info("semi-CRF backend: %s", crf.describe(device))
     lengths = source.lengths
+    names = list(source.names)
+    if sequences:
+        from genoseg.training.loop import check_sequences
+
+        check_sequences(sequences, names, genome)
+        names = [s for s in names if s in set(sequences)]
+        lengths = {s: lengths[s] for s in names}
     want_posteriors = outputs.posteriors is not None
     summary = Summary(contigs=len(lengths), bases=sum(lengths.values()))
     t_start = time.perf_counter()
@@ -220,7 +229,7 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                 run_labels=run_labels)
             bar.update(lengths[seqid])
     bar.close()
-    ordered = [results[s] for s in source.names]
+    ordered = [results[s] for s in names]
     source.close()
     _write_outputs(ordered, scheme, meta, outputs, lengths, summary)
     summary.seconds = time.perf_counter() - t_start

@@ -71,6 +71,16 @@ def check_output_path(path: str | None, option: str) -> None:
                                  param_hint=option)
 
 
+def parse_sequences(text: str | None) -> tuple[str, ...]:
+    """--sequences "chrI,chrII" -> ("chrI", "chrII"); None or "" -> () (all sequences)."""
+    if not text:
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if len(set(names)) != len(names):
+        raise click.UsageError("--sequences lists a sequence twice")
+    return names
+
+
 def main(argv=None) -> None:
     """Entry point: run the CLI, turning user-fixable errors into one line and exit status 1."""
     from genoseg.errors import GenosegError

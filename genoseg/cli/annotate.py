@@ -24,6 +24,8 @@ import click
               help="BAM coverage inputs, if the model was trained with them.")
 @click.option("--min-mapq", type=int, default=None,
               help="MAPQ filter for --bam coverage (default: the one the model was trained with).")
+@click.option("--sequences", default=None, metavar="ID,ID,...",
+              help="Annotate only these sequences of the genome (default: all).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--backend", type=click.Choice(["auto", "triton", "cpu", "torch"]), default="auto",
               show_default=True, envvar="GENOSEG_BACKEND", show_envvar=True,
@@ -32,8 +34,8 @@ import click
                    "cpu (the compiled CPU twin of the reference, numba) or torch (the "
                    "reference).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, device,
-             backend, quiet):
+def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
+             device, backend, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -41,7 +43,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
 
     from genoseg.annotate.pipeline import AnnotateOutputs
     from genoseg.annotate.pipeline import annotate as run_annotate
-    from genoseg.cli import check_output_path
+    from genoseg.cli import check_output_path, parse_sequences
     from genoseg.crf import backend as crf
     from genoseg.models import load_model
     from genoseg.training.loop import pick_device
@@ -61,7 +63,8 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
                                AnnotateOutputs(gff3=target, bed=bed, posteriors=posteriors,
                                                bedgraph=bedgraph),
                                device=dev, tracks=tracks, bams=tuple(bams), min_mapq=min_mapq,
-                               progress=not quiet, backend=backend)
+                               progress=not quiet, backend=backend,
+                               sequences=parse_sequences(sequences))
         if to_stdout:
             sys.stdout.write(Path(target).read_text())
             sys.stdout.flush()

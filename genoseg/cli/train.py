@@ -23,6 +23,9 @@ import click
 @click.option("--min-mapq", default=0, show_default=True, help="MAPQ filter for --bam coverage.")
 @click.option("--bam-stranded", is_flag=True,
               help="Two coverage channels per BAM (reads on + and on - strand) instead of one.")
+@click.option("--sequences", default=None, metavar="ID,ID,...",
+              help="Train (and validate) on these sequences of the genome only, e.g. "
+                   "chrI,chrII,... to hold out other chromosomes for testing.")
 @click.option("--steps", type=int, default=None, help="Override [train] steps.")
 @click.option("--device", default=None, help="Override [train] device: auto, cpu, cuda[:N].")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
@@ -37,15 +40,16 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")
-def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, steps, device,
-          seed, status, backend, quiet, out_dir):
+def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, sequences,
+          steps, device, seed, status, backend, quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
     Rerunning the same command on the same output directory resumes from its last checkpoint
-    (after completion: rewrites the same model). A checkpoint made with another config (another
-    --steps, say) is refused: use a new directory or delete OUTPUT/checkpoint.pt.
+    (after completion: rewrites the same model); --steps may differ on resume (the run is
+    extended or shortened). A checkpoint made with another config (another --seed, say) is
+    refused: use a new directory or delete OUTPUT/checkpoint.pt.
     """
-    from genoseg.cli import check_output_path
+    from genoseg.cli import check_output_path, parse_sequences
     from genoseg.config import load_config, override
     from genoseg.training.loop import TrainInputs
     from genoseg.training.loop import train as run_train
@@ -58,7 +62,7 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded,
         cfg = override(cfg, changes)
     command = "genoseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq,
-                                            bam_stranded),
+                                            bam_stranded, parse_sequences(sequences)),
                         out_dir, command=command, status=status, progress=not quiet,
                         backend=backend)
     best = metrics.get("best_validation") or {}

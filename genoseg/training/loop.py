@@ -45,6 +45,16 @@ class TrainInputs:
     bams: tuple[str, ...] = ()
     min_mapq: int = 0
     bam_stranded: bool = False
+    sequences: tuple[str, ...] = ()  # train on these sequences only (empty: all)
+
+
+def check_sequences(wanted: tuple[str, ...], names: list[str], genome: str) -> None:
+    """InputError naming the first of ``wanted`` that is not a sequence of the genome."""
+    known = set(names)
+    missing = [s for s in wanted if s not in known]
+    if missing:
+        raise InputError(f"{genome}: no sequence {missing[0]!r} (--sequences; the genome has "
+                         f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
 
 
 def pick_device(name: str) -> torch.device:
@@ -148,6 +158,12 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
             cfg.encoder, n_tracks=source.spec.n_tracks))
     labels, counts = gold_labels(inputs.annotation, cfg.scheme, source.lengths)
     seqids = [s for s in source.names if s in labels]
+    if inputs.sequences:
+        check_sequences(inputs.sequences, source.names, inputs.genome)
+        seqids = [s for s in seqids if s in set(inputs.sequences)]
+        if not seqids:
+            raise InputError(f"{inputs.annotation}: no annotated feature on the --sequences "
+                             f"given ({', '.join(inputs.sequences[:5])})")
     train_regions, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
     rc_map = None
     if tc.rc_augment:

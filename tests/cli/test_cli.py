@@ -802,3 +802,27 @@ def test_phase_grammar_trains_and_annotates_valid_genes(mini, tmp_path):
     assert (tmp_path / "pred.bed").is_file()
     assert json.loads((model / "model.json").read_text())["summary"].startswith(
         "gene_basic scheme, codon-phase grammar")
+
+
+def test_sequences_option_restricts_annotate_and_train(mini, tiny_model, tmp_path):
+    names = list(fasta_lengths(mini["fa"]))
+    out = tmp_path / "one.gff3"
+    invoke("annotate", mini["fa"], "-m", tiny_model, "-o", out, "--bed", tmp_path / "one.bed",
+           "--sequences", names[1], "-q")
+    regions = [l.split()[1] for l in out.read_text().splitlines()
+               if l.startswith("##sequence-region")]
+    assert regions == [names[1]]
+    assert {l.split("\t")[0] for l in (tmp_path / "one.bed").read_text().splitlines()
+            if l and not l.startswith(("track", "#"))} <= {names[1]}
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-m", tiny_model, "-o",
+                                    tmp_path / "x.gff3", "--sequences", "chrNope", "-q")
+    assert "no sequence 'chrNope'" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "x.gff3").exists()
+    model = tmp_path / "model"
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", model, "-q",
+           "--sequences", ",".join(names[:2]), "--steps", "2")
+    data = json.loads((model / "model.json").read_text())["training_data"]
+    assert data["train_sequences"] + data["validation_sequences"] == 2
+    code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
+                                    TINY_CONFIG, "-o", tmp_path / "m2", "--sequences", "chrNope")
+    assert "no sequence 'chrNope'" in assert_one_line_error(code, stdout, stderr)
