@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # Contigs packed into one CRF batch hold at most this many padded (position, CRF state) cells in
 # total (2 Mb for a 10-state model): the CRF's inputs, constraints and gradients scale with both.
 PACK_CELLS = 20_000_000
+# On a CPU, phase-grammar contigs longer than this go through the memory-lean Viterbi (gene
+# models only): the dense CRF inputs over 80 states take about 2.5 GB per Mb.
+LEAN_MIN_LENGTH = 2_000_000
 
 
 @dataclass
@@ -210,7 +213,20 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
         longest = max(longest, n)
     if current:
         groups.append(current)
+    phase = getattr(model.head, "grammar_name", None) == "phase"
+    lean = phase and torch.device(device).type == "cpu" and crf.resolve(device) == "cpu"
     for group in groups:
+        if lean and len(group) == 1 and lengths[group[0]] > LEAN_MIN_LENGTH:
+            # A long contig on a CPU: the dense 80-state CRF inputs would not fit in memory.
+            seqid = group[0]
+            if want_posteriors:
+                raise InputError(
+                    f"{seqid}: posteriors of a {lengths[seqid] / 1e6:.1f} Mb contig under the "
+                    f"phase grammar need a GPU (--device cuda); on a CPU contigs over "
+                    f"{LEAN_MIN_LENGTH / 1e6:.0f} Mb get gene models only")
+            results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg)
+            bar.update(lengths[seqid])
+            continue
         ems = [contig_emissions(model, source, s, lengths[s], device, cfg.annotate.window,
                                 cfg.annotate.overlap, cfg.annotate.batch_size) for s in group]
         sequences = None
@@ -237,6 +253,24 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     return summary
 
 
+def _lean_contig(model, source, seqid: str, length: int, device, cfg) -> ContigResult:
+    """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``):
+    the same gene models as the dense path, without posteriors (segment scores NaN)."""
+    from genoseg.crf import phase_viterbi
+    from genoseg.labels import codons
+
+    em = contig_emissions(model, source, seqid, length, device, cfg.annotate.window,
+                          cfg.annotate.overlap, cfg.annotate.batch_size)
+    codes = codons.encode(source.genome.fetch(seqid))
+    score, segments, run_labels = phase_viterbi.decode(model.head, em, codes)
+    del em
+    if not np.isfinite(score):
+        raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "
+                         "contig")
+    return ContigResult(seqid=seqid, length=length, segments=segments,
+                        segment_scores=np.full(len(segments), np.nan), run_labels=run_labels)
+
+
 def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: AnnotateOutputs,
                    lengths: dict[str, int], summary: Summary) -> None:
     from genoseg.io.features import Segment
@@ -256,8 +290,11 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
                 # start or stop codon and are left out of the GFF3; the BED keeps their runs).
                 from genoseg.labels.phase_crf import complete_transcripts
 
+                scores = r.segment_scores
+                if len(scores) and not np.isfinite(scores).any():
+                    scores = None  # decoded without posteriors (a long contig on a CPU)
                 transcripts += complete_transcripts(r.segments, r.run_labels, r.seqid,
-                                                    scores=r.segment_scores)
+                                                    scores=scores)
             else:
                 transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
                                                        segment_scores=r.segment_scores)
@@ -277,6 +314,8 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
                 if label == background:
                     continue
                 score = float(np.mean(r.segment_scores[idx])) if len(idx) else None
+                if score is not None and not np.isfinite(score):
+                    score = None
                 strand = "+" if label.endswith("+") else "-" if label.endswith("-") else "."
                 segments.append(Segment(r.seqid, int(s), int(e), label, strand, score))
         write_bed(outputs.bed, segments, colors=dict(zip(scheme.labels, scheme.colors)),

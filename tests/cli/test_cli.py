@@ -826,3 +826,29 @@ def test_sequences_option_restricts_annotate_and_train(mini, tiny_model, tmp_pat
     code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
                                     TINY_CONFIG, "-o", tmp_path / "m2", "--sequences", "chrNope")
     assert "no sequence 'chrNope'" in assert_one_line_error(code, stdout, stderr)
+
+
+def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
+    """Contigs over LEAN_MIN_LENGTH (2 Mb; lowered here) are decoded by the memory-lean phase
+    Viterbi on a CPU: the same gene models as the dense path, without scores; asking for
+    posteriors there is a one-line error."""
+    from genoseg.annotate import pipeline
+
+    dense = tmp_path / "dense.gff3"
+    invoke("annotate", mini["fa"], "-o", dense, "-q")
+    monkeypatch.setattr(pipeline, "LEAN_MIN_LENGTH", 100)
+    monkeypatch.setattr(pipeline, "PACK_CELLS", 80)  # one contig per group
+    lean = tmp_path / "lean.gff3"
+    invoke("annotate", mini["fa"], "-o", lean, "--bed", tmp_path / "lean.bed", "-q")
+    check_gff3(lean, fasta_lengths(mini["fa"]))
+
+    def body(path):  # feature lines without the score column
+        return [l.split("\t")[:5] + l.split("\t")[6:] for l in path.read_text().splitlines()
+                if l and not l.startswith("#")]
+
+    assert body(lean) == body(dense) and len(body(dense)) > 0
+    assert {l.split("\t")[5] for l in lean.read_text().splitlines()
+            if "\tgene\t" in l} == {"."}
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "p.gff3",
+                                    "--posteriors", tmp_path / "post", "-q")
+    assert "need a GPU" in assert_one_line_error(code, stdout, stderr)

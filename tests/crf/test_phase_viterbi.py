@@ -1,0 +1,43 @@
+"""The memory-lean phase-grammar Viterbi (CPU, compact inputs) finds the reference's path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genoseg.crf import backend as crf
+from genoseg.crf import phase_viterbi
+from genoseg.crf.phase_head import PhaseGeneHead, encode_sequences
+from genoseg.labels.scheme import load_scheme
+
+pytestmark = pytest.mark.skipif(not phase_viterbi.available(), reason="needs numba")
+SCHEME = load_scheme(Path(__file__).resolve().parents[2] / "configs/schemes/gene_basic.toml")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lean_viterbi_equals_the_reference(seed):
+    torch.manual_seed(seed)
+    head = PhaseGeneHead(SCHEME, K=18, min_intron=8).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.5)
+    rng = np.random.default_rng(seed)
+    # A gene-rich sequence: random bases with planted ATG / stops / splice sites.
+    seq = "".join(rng.choice(["A", "C", "G", "T", "ATG", "TAA", "GTAAG", "TTTAG"],
+                             p=[0.2, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05], size=260))[:600]
+    T = len(seq)
+    codes = encode_sequences([seq], T)
+    emissions = torch.randn(1, T, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(seed)) * 2.0
+    emissions[..., 1] += 1.5  # exons, so that genes appear
+    emissions[..., 3] += 1.5
+    with crf.use("torch"):
+        scores, rows, labels = head.decode(emissions, codes=codes, with_labels=True)
+    score, lean_rows, lean_labels = phase_viterbi.decode(head, emissions[0], codes[0].numpy())
+    assert score == pytest.approx(float(scores[0]), rel=1e-9, abs=1e-9)
+    np.testing.assert_array_equal(lean_rows, rows[0].numpy())
+    assert lean_labels == labels[0]
+    assert sum(lab is not None and lab != "intergenic" for lab in labels[0]) >= 2
