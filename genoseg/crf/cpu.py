@@ -15,8 +15,19 @@ position). Gradients and posteriors come from an outside pass that moves probabi
 sequence end to its start (each step a softmax over the segments that could end there, then over
 the labels before each start), so they are sums of probabilities, exact to float64 rounding.
 
+Sparse grammars: a large state space is mostly forbidden (the phase gene grammar: C = 80 states,
+~230 finite transitions of 6400, durations in whole codons, start/end biases and max_end limits
+that rule out most starts), so every loop visits only what can carry mass: the finite
+transitions into each state and its finite durations (CSR lists, built once per call), and of
+those only the starts whose W is finite and whose max_end reaches the end, tested before any
+exp/log; a position whose start or end bias is -inf skips its log-sum-exp altogether. The terms
+left out are exactly the exp(-inf) = 0 ones and the rest are summed in the dense loop's order, so
+results are unchanged to float64 rounding; the max semiring breaks ties as a dense loop does
+(first best c', shortest d), so Viterbi paths are the same.
+
 Memory: the forward stores W and alpha for the outside pass, 2 T C float64 per sequence (the
-reference keeps sqrt(T) checkpoints instead): 4 GB for a 25 Mb contig with C = 10.
+reference keeps sqrt(T) checkpoints instead): 4 GB for a 25 Mb contig with C = 10. Viterbi
+stores only its back-pointers, 2 T C int32.
 """
 
 from __future__ import annotations
@@ -52,77 +63,161 @@ def _jit(fn):
 
 
 @_jit
+def _finite_columns(M):
+    """CSR of the finite entries of each column of M (R, C), rows ascending: (ptr (C + 1,),
+    rows). The grammar forbids by -inf, and a large model forbids most pairs (the gene model:
+    ~230 of 6400 transitions, durations only in whole codons), so the loops below visit only
+    these entries; ascending order keeps the max semiring's ties as a dense loop breaks them."""
+    R, C = M.shape
+    ptr = np.zeros(C + 1, dtype=np.int64)
+    for c in range(C):
+        n = 0
+        for r in range(R):
+            if M[r, c] > NEG:
+                n += 1
+        ptr[c + 1] = ptr[c] + n
+    rows = np.empty(ptr[C], dtype=np.int64)
+    for c in range(C):
+        k = ptr[c]
+        for r in range(R):
+            if M[r, c] > NEG:
+                rows[k] = r
+                k += 1
+    return ptr, rows
+
+
+@_jit
 def _forward(em, sb, eb, me, trans, dur, init, final, L, K, is_max, store):
     """One sequence. em, sb, eb (T, C); me (T, C) int64 max_end per start (or (0, 0));
-    dur (K, C). Returns score, W (T, C), alpha (T, C) (row t: alpha[t + 1]) and the
-    back-pointers (T, C) of the max semiring."""
+    dur (K, C). Returns score, W (T, C), alpha (T, C) (row t: alpha[t + 1]), both absolute, and
+    the back-pointers (T, C) of the max semiring. The max semiring stores no W and only alpha's
+    last row (all the traceback reads)."""
     T, C = em.shape
     has_sb = sb.shape[0] > 0
     has_eb = eb.shape[0] > 0
     has_me = me.shape[0] > 0
-    ring = np.full((K, C), NEG)
+    pred_ptr, pred = _finite_columns(trans)
+    dur_ptr, dur_row = _finite_columns(dur)
+    dur_val = np.empty(dur_row.shape[0])  # dur[d - 1, c] in CSR order (contiguous per state)
+    for c in range(C):
+        for k in range(dur_ptr[c], dur_ptr[c + 1]):
+            dur_val[k] = dur[dur_row[k], c]
+    # The window of the K latest starts, per state and doubled (start s at s % K and s % K + K)
+    # so that start t + 1 - d is at t % K + K + 1 - d with no modulo in the inner loop. reach:
+    # the longest duration a start allows (me[s] - s, at most K), 0 where W is -inf, so one
+    # integer compare drops a start that cannot reach t + 1 or carries no mass, before any
+    # exp/log; slots of starts before 0 keep reach 0.
+    ring = np.full((C, 2 * K), NEG)
+    reach = np.zeros((C, 2 * K), dtype=np.int64)
     alpha = np.full(C, NEG)
     S = np.zeros(C)
     start = np.empty(C)
+    xs = np.empty(max(K, C))  # the finite terms of one log-sum-exp
     offset = 0.0  # everything below is stored minus this running normaliser
     n_store = T if store else 0
-    W_all = np.empty((n_store, C))
-    alpha_all = np.empty((n_store, C))
-    bp_prev = np.zeros((n_store if is_max else 0, C), dtype=np.int64)
-    bp_dur = np.zeros((n_store if is_max else 0, C), dtype=np.int64)
+    W_all = np.empty((0 if is_max else n_store, C))
+    alpha_all = np.empty((min(n_store, 1) if is_max else n_store, C))
+    bp_prev = np.zeros((n_store if is_max else 0, C), dtype=np.int32)
+    bp_dur = np.zeros((n_store if is_max else 0, C), dtype=np.int32)
     for t in range(L):
         for c in range(C):
             if t == 0:
                 start[c] = init[c] - offset
                 continue
+            if has_sb and sb[t, c] == NEG:
+                # W[t, c] is -inf whatever the start. (The max semiring's back-pointer stays 0:
+                # a traceback follows finite scores only, so it never reads one of these.)
+                start[c] = NEG
+                continue
+            # Only the finite transitions into c; the rest add exp(-inf) = 0 and never win.
             best = NEG
             arg = 0
-            for cp in range(C):
-                v = alpha[cp] + trans[cp, c]
-                if v > best:
-                    best = v
-                    arg = cp
-            if is_max or best == NEG:
+            if is_max:
+                for k in range(pred_ptr[c], pred_ptr[c + 1]):
+                    cp = pred[k]
+                    v = alpha[cp] + trans[cp, c]
+                    if v > best:
+                        best = v
+                        arg = cp
                 start[c] = best
-                if is_max and store:
+                if store:
                     bp_prev[t, c] = arg
+                continue
+            n = 0
+            for k in range(pred_ptr[c], pred_ptr[c + 1]):
+                cp = pred[k]
+                v = alpha[cp] + trans[cp, c]
+                if v > NEG:
+                    xs[n] = v
+                    n += 1
+                    if v > best:
+                        best = v
+            if n == 0:
+                start[c] = NEG
             else:
                 acc = 0.0
-                for cp in range(C):
-                    acc += math.exp(alpha[cp] + trans[cp, c] - best)
+                for i in range(n):
+                    acc += math.exp(xs[i] - best)
                 start[c] = best + math.log(acc)
         slot = t % K
         for c in range(C):
             w = start[c] - S[c]
             if has_sb:
                 w += sb[t, c]
-            ring[slot, c] = w
-            if store:
+            ring[c, slot] = w
+            ring[c, slot + K] = w
+            r = 0
+            if w > NEG:
+                r = K
+                if has_me:
+                    r = min(K, max(0, me[t, c] - t))
+            reach[c, slot] = r
+            reach[c, slot + K] = r
+            if store and not is_max:
                 W_all[t, c] = w + offset
             S[c] += em[t, c]
+        base = slot + K + 1  # start t + 1 - d sits at base - d
+        dmax = min(K, t + 1)
         top = NEG
         for c in range(C):
             best = NEG
             arg = 1
-            dmax = min(K, t + 1)
-            for d in range(1, dmax + 1):
-                s = t + 1 - d
-                if has_me and me[s, c] <= t:
-                    continue
-                v = ring[s % K, c] + dur[d - 1, c]
-                if v > best:
-                    best = v
-                    arg = d
-            if is_max or best == NEG:
+            if has_eb and eb[t, c] == NEG:
+                lse = NEG  # alpha is -inf whatever the window holds (back-pointer: as sb above)
+            elif is_max:
+                for k in range(dur_ptr[c], dur_ptr[c + 1]):
+                    d = dur_row[k] + 1
+                    if d > dmax:
+                        break
+                    j = base - d
+                    if reach[c, j] < d:
+                        continue
+                    v = ring[c, j] + dur_val[k]
+                    if v > best:
+                        best = v
+                        arg = d
                 lse = best
             else:
-                acc = 0.0
-                for d in range(1, dmax + 1):
-                    s = t + 1 - d
-                    if has_me and me[s, c] <= t:
+                n = 0
+                for k in range(dur_ptr[c], dur_ptr[c + 1]):
+                    d = dur_row[k] + 1
+                    if d > dmax:
+                        break
+                    j = base - d
+                    if reach[c, j] < d:
                         continue
-                    acc += math.exp(ring[s % K, c] + dur[d - 1, c] - best)
-                lse = best + math.log(acc)
+                    v = ring[c, j] + dur_val[k]
+                    xs[n] = v
+                    n += 1
+                    if v > best:
+                        best = v
+                if n == 0:
+                    lse = NEG
+                else:
+                    acc = 0.0
+                    for i in range(n):
+                        acc += math.exp(xs[i] - best)
+                    lse = best + math.log(acc)
             a = S[c] + lse
             if has_eb:
                 a += eb[t, c]
@@ -130,15 +225,18 @@ def _forward(em, sb, eb, me, trans, dur, init, final, L, K, is_max, store):
             if a > top:
                 top = a
             if store:
-                alpha_all[t, c] = a + offset
                 if is_max:
                     bp_dur[t, c] = arg
+                    if t == L - 1:
+                        alpha_all[0, c] = a + offset
+                else:
+                    alpha_all[t, c] = a + offset
         # Keep the state near 0: shift everything by the best alpha (exact; the offset adds up).
         if top > NEG and (t % 32 == 31):
             for c in range(C):
                 alpha[c] -= top
-                for k in range(K):
-                    ring[k, c] -= top
+                for k in range(2 * K):
+                    ring[c, k] -= top
             offset += top
     best = NEG
     for c in range(C):
@@ -159,6 +257,8 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
     """One sequence's marginals from the forward's stored W and alpha (absolute values)."""
     T, C = W.shape
     has_me = me.shape[0] > 0
+    pred_ptr, pred = _finite_columns(trans)
+    dur_ptr, dur_row = _finite_columns(dur)
     g_em = np.zeros((T, C))
     g_sb = np.zeros((T, C))
     g_eb = np.zeros((T, C))
@@ -166,7 +266,7 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
     g_dur = np.zeros((K, C))
     g_init = np.zeros(C)
     g_final = np.zeros(C)
-    gacc = np.zeros((K, C))  # P(segment starts at s and ends after t + 1), slot s % K
+    gacc = np.zeros((C, K))  # P(segment starts at s and ends after t + 1), column s % K
     g_end = np.zeros(C)
     best = NEG
     for c in range(C):
@@ -181,39 +281,53 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
         g_end[c] /= tot
         g_final[c] = g_end[c]
     acc = np.zeros(C)  # P(a segment of c crosses the cut right of t)
-    x = np.empty(K)
+    n_x = max(K, C)
+    x = np.empty(n_x)  # the finite terms of one softmax, then their exp
+    xi = np.empty(n_x, dtype=np.int64)  # what each term is: a CSR index (d) or a label (c')
     flow = np.empty(C)
     for t in range(L - 1, -1, -1):
         dmax = min(K, t + 1)
+        slot = t % K
         for c in range(C):
             if g_end[c] == 0.0:
                 continue
+            # As the forward: finite durations only, and only starts that reach t + 1 with a
+            # finite W; the rest would get probability exp(-inf) = 0.
             m = NEG
-            for d in range(1, dmax + 1):
+            n = 0
+            for k in range(dur_ptr[c], dur_ptr[c + 1]):
+                d = dur_row[k] + 1
+                if d > dmax:
+                    break
                 s = t + 1 - d
-                v = NEG
-                if not (has_me and me[s, c] <= t):
-                    v = W[s, c] + dur[d - 1, c]
-                x[d - 1] = v
+                if has_me and me[s, c] <= t:
+                    continue
+                w = W[s, c]
+                if w == NEG:
+                    continue
+                v = w + dur[d - 1, c]
+                x[n] = v
+                xi[n] = d
+                n += 1
                 if v > m:
                     m = v
-            if m == NEG:
+            if n == 0:
                 continue
             z = 0.0
-            for d in range(dmax):
-                if x[d] > NEG:
-                    x[d] = math.exp(x[d] - m)
-                    z += x[d]
-                else:
-                    x[d] = 0.0
-            for d in range(1, dmax + 1):
-                p = x[d - 1] / z * g_end[c]
-                gacc[(t + 1 - d) % K, c] += p
+            for i in range(n):
+                x[i] = math.exp(x[i] - m)
+                z += x[i]
+            for i in range(n):
+                d = xi[i]
+                p = x[i] / z * g_end[c]
+                j = slot + 1 - d  # (t + 1 - d) % K for 1 <= d <= K
+                if j < 0:
+                    j += K
+                gacc[c, j] += p
                 g_dur[d - 1, c] += p
-        slot = t % K
         for c in range(C):
-            g_start = gacc[slot, c]
-            gacc[slot, c] = 0.0  # the slot holds start t - K next
+            g_start = gacc[c, slot]
+            gacc[c, slot] = 0.0  # the slot holds start t - K next
             g_eb[t, c] = g_end[c]
             g_sb[t, c] = g_start
             g_em[t, c] = acc[c] + g_end[c]
@@ -222,7 +336,8 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
             for c in range(C):
                 g_init[c] = g_sb[0, c]
             break
-        # The starts at t are complete: their mass flows to the labels before them.
+        # The starts at t are complete: their mass flows to the labels before them (through the
+        # finite transitions only).
         for cp in range(C):
             flow[cp] = 0.0
         for c in range(C):
@@ -230,15 +345,25 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
             if g_start == 0.0:
                 continue
             m = NEG
-            for cp in range(C):
-                m = max(m, alpha[t - 1, cp] + trans[cp, c])
-            if m == NEG:
+            n = 0
+            for k in range(pred_ptr[c], pred_ptr[c + 1]):
+                cp = pred[k]
+                v = alpha[t - 1, cp] + trans[cp, c]
+                if v > NEG:
+                    x[n] = v
+                    xi[n] = cp
+                    n += 1
+                    if v > m:
+                        m = v
+            if n == 0:
                 continue
             z = 0.0
-            for cp in range(C):
-                z += math.exp(alpha[t - 1, cp] + trans[cp, c] - m)
-            for cp in range(C):
-                q = math.exp(alpha[t - 1, cp] + trans[cp, c] - m) / z * g_start
+            for i in range(n):
+                x[i] = math.exp(x[i] - m)
+                z += x[i]
+            for i in range(n):
+                cp = xi[i]
+                q = x[i] / z * g_start
                 g_trans[cp, c] += q
                 flow[cp] += q
         for cp in range(C):
@@ -247,14 +372,15 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
 
 
 @_jit
-def _traceback(bp_prev, bp_dur, alpha, final, L):
-    """(n, 3) int64 segments [start, end, label] of the best path, in genome order."""
-    C = alpha.shape[1]
+def _traceback(bp_prev, bp_dur, alpha_last, final, L):
+    """(n, 3) int64 segments [start, end, label] of the best path, in genome order; alpha_last
+    (C,) is alpha[L] (absolute)."""
+    C = alpha_last.shape[0]
     best = NEG
     lab = 0
     for c in range(C):
-        if alpha[L - 1, c] + final[c] > best:
-            best = alpha[L - 1, c] + final[c]
+        if alpha_last[c] + final[c] > best:
+            best = alpha_last[c] + final[c]
             lab = c
     out = np.empty((L, 3), dtype=np.int64)
     n = 0
@@ -294,7 +420,8 @@ class _Sequences:
         self.em = f64(inp.em.transpose(0, 1))  # (B, T, C)
         self.sb = None if inp.sb is None else f64(inp.sb.transpose(0, 1))
         self.eb = None if inp.eb is None else f64(inp.eb.transpose(0, 1))
-        self.me = None if inp.me is None else inp.me[K:].transpose(0, 1).numpy().astype(np.int64)
+        self.me = (None if inp.me is None
+                   else inp.me[K:].transpose(0, 1).numpy().astype(np.int64, copy=False))
         self.dur = f64(inp.dur_rev.flip(0).permute(1, 0, 2))  # (B, K, C), row d - 1
         self.trans = f64(inp.trans)
         self.init = f64(inp.init)
@@ -357,23 +484,28 @@ class _LogPartition(torch.autograd.Function):
         B, T, C = seqs.em.shape
         K = seqs.inp.K
         w = grad_logz.detach().to(torch.float64).numpy()
-        g = dict(em=np.zeros((B, T, C)), sb=np.zeros((B, T, C)), eb=np.zeros((B, T, C)),
-                 trans=np.zeros((C, C)), dur=np.zeros((K, C)), init=np.zeros(C),
-                 final=np.zeros(C))
+        order = ("em", "trans", "dur", "init", "final", "sb", "eb")
+        shapes = dict(em=(B, T, C), sb=(B, T, C), eb=(B, T, C), trans=(C, C), dur=(K, C),
+                      init=(C,), final=(C,))
+        # Only the gradients asked for (posteriors ask for em and eb alone): each per-position
+        # one is T C float64 per sequence, written in place.
+        g = {name: np.zeros(shapes[name])
+             for name, dt, need in zip(order, ctx.in_dtypes, ctx.needs_input_grad)
+             if need and dt is not None}
         for b, (score, W, alpha, _, _) in enumerate(runs):
             if not math.isfinite(score):
                 continue  # no valid segmentation: contributes nothing
-            em, sb, eb, tr, du, ini, fin = seqs.outside(b, W, alpha)
-            g["em"][b], g["sb"][b], g["eb"][b] = w[b] * em, w[b] * sb, w[b] * eb
-            g["trans"] += w[b] * tr
-            g["dur"] += w[b] * du
-            g["init"] += w[b] * ini
-            g["final"] += w[b] * fin
+            part = dict(zip(("em", "sb", "eb", "trans", "dur", "init", "final"),
+                            seqs.outside(b, W, alpha)))
+            for name, x in g.items():
+                if x.ndim == 3:
+                    np.multiply(w[b], part[name], out=x[b])
+                else:
+                    x += w[b] * part[name]
         ctx.runs = None
-        order = ("em", "trans", "dur", "init", "final", "sb", "eb")
         out = []
-        for name, dt, need in zip(order, ctx.in_dtypes, ctx.needs_input_grad):
-            out.append(torch.from_numpy(g[name]).to(dt) if need and dt is not None else None)
+        for name, dt in zip(order, ctx.in_dtypes):
+            out.append(torch.from_numpy(g[name]).to(dt) if name in g else None)
         return (*out, None, None)
 
 
@@ -396,7 +528,7 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
         scores.append(score)
         if math.isfinite(score):
             segments.append(torch.from_numpy(
-                _traceback(bp_prev, bp_dur, alpha, seqs.final, seqs.lengths[b])))
+                _traceback(bp_prev, bp_dur, alpha[0], seqs.final, seqs.lengths[b])))
         else:
             segments.append(torch.zeros((0, 3), dtype=torch.int64))
     return torch.tensor(scores, dtype=_out_dtype(emissions.dtype)), segments
