@@ -4,7 +4,8 @@ Reads ../shared/data (not part of the test suite). Times, one after the other on
 machine, ``augustus --species=fly --UTR=off --gff3=on`` (the peer the issue names; Debian
 package ``augustus``) and ``genoseg annotate`` with the default model, on the fly test records
 (625 kb), and appends one row per tool to benchmarks/results/annotate_speed.csv: date, commit,
-machine, tool, command, genome bp, wall seconds, CPU seconds (children), peak RSS MB, genes.
+machine, cores the run was allowed (``taskset -c 0 python benchmarks/annotate_speed.py`` pins
+both tools to one core), tool, command, genome bp, wall and CPU seconds, peak RSS MB, genes.
 
     python benchmarks/annotate_speed.py [--genome ../shared/data/dmel_augustus/test.fa.gz]
         [--genoseg-args "--device cuda"] [--skip-augustus]
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIELDS = ["date", "commit", "machine", "tool", "command", "bp", "wall_s", "cpu_s", "peak_rss_mb",
-          "genes"]
+FIELDS = ["date", "commit", "machine", "cores_allowed", "tool", "command", "bp", "wall_s", "cpu_s",
+          "peak_rss_mb", "genes"]
 
 
 def commit() -> str:
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
             w.writeheader()
         for r in rows:
             w.writerow(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                            machine=machine(), bp=bp, **r))
+                            machine=machine(), cores_allowed=len(os.sched_getaffinity(0)),
+                            bp=bp, **r))
             print(f"{r['tool']}: {r['wall_s']} s wall, {r['cpu_s']} s CPU, {r['genes']} genes")
     return 0
 
