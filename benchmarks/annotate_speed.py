@@ -18,7 +18,6 @@ import csv
 import datetime
 import gzip
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -27,31 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import commit, cpu_name  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["date", "commit", "machine", "cores_allowed", "tool", "command", "bp", "wall_s", "cpu_s",
           "peak_rss_mb", "genes"]
 
 
-def commit() -> str:
-    if os.environ.get("GENOSEG_COMMIT"):
-        return os.environ["GENOSEG_COMMIT"]
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                       text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def timed(cmd: list[str], stdout=None) -> tuple[float, float, float]:

@@ -21,26 +21,17 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["date", "commit", "label", "model", "reference", "level", "sensitivity",
           "specificity", "F1", "sn_counts", "sp_counts", "annotate_wall_s", "device"]
-
-
-def commit() -> str:
-    if os.environ.get("GENOSEG_COMMIT"):
-        return os.environ["GENOSEG_COMMIT"]
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                       text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None) -> int:

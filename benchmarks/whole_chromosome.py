@@ -30,21 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common import commit  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIELDS = ["date", "commit", "model", "genome", "bp", "device", "wall_s", "peak_rss_mb",
           "pred_genes", "genes_per_mb", "median_exons_per_gene", "median_gene_span_bp",
           "genic_fraction", "ref_genes", "gene_sn", "exon_sn", "nucleotide_sn"]
-
-
-def commit() -> str:
-    if os.environ.get("GENOSEG_COMMIT"):
-        return os.environ["GENOSEG_COMMIT"]
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                       text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main(argv=None) -> int:

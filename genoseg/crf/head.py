@@ -98,6 +98,23 @@ def _gold_max_end(labels: torch.Tensor, valid: torch.Tensor, C: int) -> torch.Te
     return first.flip(1).cummin(dim=1).values.flip(1)
 
 
+def nll_of_possible(logz_pair, B: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(nll (B,), ok (B,)) from ``logz_pair(rows) -> (logZ, gold logZ)`` of those rows: 0 and
+    ok False where either is -inf (the gold labelling is impossible). Impossible sequences are
+    recomputed away, so that no -inf - (-inf) enters any backward pass, whatever the backend
+    does with the gradient of an impossible sequence."""
+    logz, logz_gold = logz_pair(slice(None))
+    ok = torch.isfinite(logz) & torch.isfinite(logz_gold)
+    if bool(ok.all()):
+        return logz - logz_gold, ok
+    nll = torch.zeros(B, dtype=logz.dtype, device=logz.device)
+    idx = ok.nonzero().squeeze(1)
+    if idx.numel():
+        logz, logz_gold = logz_pair(idx)
+        nll = nll.index_copy(0, idx, logz - logz_gold)
+    return nll, ok
+
+
 def _tiling(scheme: LabelScheme, K: int) -> tuple[list[int], list[int]]:
     """(tiled class indices, full-piece duration F of each)."""
     tiled, piece = [], []
@@ -334,18 +351,7 @@ class SemiCRFHead(nn.Module):
                             "max_end": torch.cat([user_max_end[rows], gold_max_end[rows]])})
             return z[:n], z[n:]
 
-        logz, logz_gold = logz_pair(slice(None))
-        ok = torch.isfinite(logz) & torch.isfinite(logz_gold)
-        if bool(ok.all()):
-            return logz - logz_gold, ok
-        # Recompute on the possible sequences only, so that no -inf - (-inf) enters any backward
-        # pass, whatever the backend does with the gradient of an impossible sequence.
-        nll = torch.zeros(B, dtype=logz.dtype, device=logz.device)
-        idx = ok.nonzero().squeeze(1)
-        if idx.numel():
-            logz, logz_gold = logz_pair(idx)
-            nll = nll.index_copy(0, idx, logz - logz_gold)
-        return nll, ok
+        return nll_of_possible(logz_pair, B)
 
     def loss(self, emissions: torch.Tensor, labels: torch.Tensor,
              lengths: torch.Tensor | None = None, *, relax_cut_runs: bool = True,

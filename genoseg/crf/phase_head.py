@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from genoseg.crf import backend as crf
-from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs
+from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs, nll_of_possible
 from genoseg.labels import codons
 from genoseg.labels.phase_crf import SITES, PhaseGrammar
 from genoseg.labels.scheme import GENE_LABELS, LabelScheme
@@ -202,16 +202,7 @@ class PhaseGeneHead(nn.Module):
                                  max_end=torch.cat([seq_max_end[rows], gold_max_end[rows]]))
             return z[:n], z[n:]
 
-        logz, logz_gold = logz_pair(slice(None))
-        ok = torch.isfinite(logz) & torch.isfinite(logz_gold)
-        if bool(ok.all()):
-            return logz - logz_gold, ok
-        nll = torch.zeros(B, dtype=logz.dtype, device=dev)
-        idx = ok.nonzero().squeeze(1)
-        if idx.numel():
-            logz, logz_gold = logz_pair(idx)
-            nll = nll.index_copy(0, idx, logz - logz_gold)
-        return nll, ok
+        return nll_of_possible(logz_pair, B)
 
     def loss(self, emissions: torch.Tensor, labels: torch.Tensor,
              lengths: torch.Tensor | None = None, *, codes: torch.Tensor,

@@ -31,17 +31,43 @@ def _implementation(module):
         "semicrf_logz", "semicrf_viterbi", "semicrf_posteriors", "posteriors_and_logz")})
 
 
-def _run(monkeypatch, impl, head, em, labels, lengths):
+def _run(monkeypatch, impl, head, em, labels, lengths, **extra):
+    """Everything the head computes, on one implementation of the CRF functions. ``extra``:
+    the head's extra inputs (the phase head's ``codes``)."""
+    from genoseg.crf import phase_head as phase_module
+
     monkeypatch.setattr(head_module, "crf", impl)
+    monkeypatch.setattr(phase_module, "crf", impl)
     head.zero_grad()
     em = em.clone().requires_grad_(True)
-    nll, ok = head.nll(em, labels, lengths)
+    nll, ok = head.nll(em, labels, lengths, **extra)
     nll.sum().backward()
     grads = {name: p.grad.clone() for name, p in head.named_parameters()}
-    scores, segments = head.decode(em.detach(), lengths)
-    post, bpost, logz = head.posteriors(em.detach(), lengths)
-    return dict(nll=nll.detach(), ok=ok, em_grad=em.grad, grads=grads, scores=scores,
-                segments=segments, post=post, bpost=bpost, logz=logz)
+    out = dict(nll=nll.detach(), ok=ok, em_grad=em.grad, grads=grads)
+    if extra:
+        out["scores"], out["segments"], out["run_labels"] = head.decode(
+            em.detach(), lengths, with_labels=True, **extra)
+    else:
+        out["scores"], out["segments"] = head.decode(em.detach(), lengths)
+    out["post"], out["bpost"], out["logz"] = head.posteriors(em.detach(), lengths, **extra)
+    return out
+
+
+def _assert_same(ker: dict, ref: dict) -> None:
+    """Kernel results equal the reference's: float32 rounding for values and gradients, exact
+    for the decoded segments (and run labels, where the head gives them)."""
+    assert torch.equal(ref["ok"], ker["ok"]) and ref["ok"].all()
+    tol = dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ker["nll"], ref["nll"], **tol)
+    torch.testing.assert_close(ker["em_grad"], ref["em_grad"], **tol)
+    for name, g in ref["grads"].items():
+        torch.testing.assert_close(ker["grads"][name], g, **tol, msg=name)
+    torch.testing.assert_close(ker["scores"], ref["scores"], **tol)
+    for a, b in zip(ker["segments"], ref["segments"]):
+        assert torch.equal(a, b)
+    assert ker.get("run_labels") == ref.get("run_labels")
+    for key in ("post", "bpost", "logz"):
+        torch.testing.assert_close(ker[key], ref[key], **tol, msg=key)
 
 
 def test_head_on_kernels_matches_head_on_reference(monkeypatch):
@@ -64,33 +90,7 @@ def test_head_on_kernels_matches_head_on_reference(monkeypatch):
     ref = _run(monkeypatch, _implementation(reference), head, em, labels, lengths)
     ker = _run(monkeypatch, _implementation(gk), head, em, labels, lengths)
 
-    assert torch.equal(ref["ok"], ker["ok"]) and ref["ok"].all()
-    tol = dict(rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(ker["nll"], ref["nll"], **tol)
-    torch.testing.assert_close(ker["em_grad"], ref["em_grad"], **tol)
-    for name, g in ref["grads"].items():
-        torch.testing.assert_close(ker["grads"][name], g, **tol, msg=name)
-    torch.testing.assert_close(ker["scores"], ref["scores"], **tol)
-    for a, b in zip(ker["segments"], ref["segments"]):
-        assert torch.equal(a, b)
-    for key in ("post", "bpost", "logz"):
-        torch.testing.assert_close(ker[key], ref[key], **tol, msg=key)
-
-
-def _run_phase(monkeypatch, impl, head, em, labels, lengths, codes):
-    from genoseg.crf import phase_head as phase_module
-
-    monkeypatch.setattr(phase_module, "crf", impl)
-    head.zero_grad()
-    em = em.clone().requires_grad_(True)
-    nll, ok = head.nll(em, labels, lengths, codes=codes)
-    nll.sum().backward()
-    grads = {name: p.grad.clone() for name, p in head.named_parameters()}
-    scores, segments, run_labels = head.decode(em.detach(), lengths, codes=codes,
-                                               with_labels=True)
-    post, bpost, logz = head.posteriors(em.detach(), lengths, codes=codes)
-    return dict(nll=nll.detach(), ok=ok, em_grad=em.grad, grads=grads, scores=scores,
-                segments=segments, run_labels=run_labels, post=post, bpost=bpost, logz=logz)
+    _assert_same(ker, ref)
 
 
 def test_phase_head_on_kernels_matches_head_on_reference(monkeypatch):
@@ -123,18 +123,7 @@ def test_phase_head_on_kernels_matches_head_on_reference(monkeypatch):
     em = (torch.nn.functional.pad(torch.nn.functional.one_hot(labels, 5).float() * 2.0, (0, 8))
           + torch.randn(2, T, head.n_outputs, generator=gen).to(DEVICE))
 
-    ref = _run_phase(monkeypatch, _implementation(reference), head, em, labels, lengths, codes)
-    ker = _run_phase(monkeypatch, _implementation(gk), head, em, labels, lengths, codes)
+    ref = _run(monkeypatch, _implementation(reference), head, em, labels, lengths, codes=codes)
+    ker = _run(monkeypatch, _implementation(gk), head, em, labels, lengths, codes=codes)
 
-    assert torch.equal(ref["ok"], ker["ok"]) and ref["ok"].all()
-    tol = dict(rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(ker["nll"], ref["nll"], **tol)
-    torch.testing.assert_close(ker["em_grad"], ref["em_grad"], **tol)
-    for name, g in ref["grads"].items():
-        torch.testing.assert_close(ker["grads"][name], g, **tol, msg=name)
-    torch.testing.assert_close(ker["scores"], ref["scores"], **tol)
-    for a, b in zip(ker["segments"], ref["segments"]):
-        assert torch.equal(a, b)
-    assert ker["run_labels"] == ref["run_labels"]
-    for key in ("post", "bpost", "logz"):
-        torch.testing.assert_close(ker[key], ref[key], **tol, msg=key)
+    _assert_same(ker, ref)

@@ -46,7 +46,7 @@ def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
                     codons_.append(c)
                     break
         cds = "ATG" + "".join(codons_) + rng.choice(list(codons.STOPS))
-        parts, k = [], 0
+        k = 0
         gene = ""
         for i, L in enumerate(exon_lengths):
             gene += cds[k:k + L]
