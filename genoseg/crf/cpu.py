@@ -87,6 +87,28 @@ def _finite_columns(M):
 
 
 @_jit
+def _lse_terms(xs, n, best):
+    """log-sum-exp of the n finite terms xs[:n] whose maximum is ``best``; -inf when n = 0."""
+    if n == 0:
+        return NEG
+    acc = 0.0
+    for i in range(n):
+        acc += math.exp(xs[i] - best)
+    return best + math.log(acc)
+
+
+@_jit
+def _exp_terms(x, n, m):
+    """x[:n] <- exp(x[:n] - m) in place (m their maximum); returns their sum, the softmax's
+    normaliser."""
+    z = 0.0
+    for i in range(n):
+        x[i] = math.exp(x[i] - m)
+        z += x[i]
+    return z
+
+
+@_jit
 def _forward(em, sb, eb, me, trans, dur, init, final, L, K, is_max, store):
     """One sequence. em, sb, eb (T, C); me (T, C) int64 max_end per start (or (0, 0));
     dur (K, C). Returns score, W (T, C), alpha (T, C) (row t: alpha[t + 1]), both absolute, and
@@ -152,13 +174,7 @@ def _forward(em, sb, eb, me, trans, dur, init, final, L, K, is_max, store):
                     n += 1
                     if v > best:
                         best = v
-            if n == 0:
-                start[c] = NEG
-            else:
-                acc = 0.0
-                for i in range(n):
-                    acc += math.exp(xs[i] - best)
-                start[c] = best + math.log(acc)
+            start[c] = _lse_terms(xs, n, best)
         slot = t % K
         for c in range(C):
             w = start[c] - S[c]
@@ -211,13 +227,7 @@ def _forward(em, sb, eb, me, trans, dur, init, final, L, K, is_max, store):
                     n += 1
                     if v > best:
                         best = v
-                if n == 0:
-                    lse = NEG
-                else:
-                    acc = 0.0
-                    for i in range(n):
-                        acc += math.exp(xs[i] - best)
-                    lse = best + math.log(acc)
+                lse = _lse_terms(xs, n, best)
             a = S[c] + lse
             if has_eb:
                 a += eb[t, c]
@@ -313,10 +323,7 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
                     m = v
             if n == 0:
                 continue
-            z = 0.0
-            for i in range(n):
-                x[i] = math.exp(x[i] - m)
-                z += x[i]
+            z = _exp_terms(x, n, m)
             for i in range(n):
                 d = xi[i]
                 p = x[i] / z * g_end[c]
@@ -357,10 +364,7 @@ def _outside(W, alpha, me, trans, dur, final, L, K):
                         m = v
             if n == 0:
                 continue
-            z = 0.0
-            for i in range(n):
-                x[i] = math.exp(x[i] - m)
-                z += x[i]
+            z = _exp_terms(x, n, m)
             for i in range(n):
                 cp = xi[i]
                 q = x[i] / z * g_start
