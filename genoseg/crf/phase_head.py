@@ -137,16 +137,6 @@ class PhaseGeneHead(nn.Module):
             host = np.full((B, T, n), neutral, dtype=dtype)
             for b, cols in enumerate(per_seq):
                 host[b, :lens[b]] = cols[key]
-                if key == "start_ok":
-                    # A run cut by the sequence's edge (a training window, a contig end) shows
-                    # neither the site at its cut end nor what lies beyond: no site constraint
-                    # there. Decoding reports such runs as cut (no label), so they never make a
-                    # "complete" gene.
-                    host[b, 0] = True
-                elif key == "end_ok":
-                    host[b, lens[b] - 1] = True
-                elif key in ("start_gc", "end_gc"):
-                    host[b, 0 if key == "start_gc" else lens[b] - 1] = False
             # Gathered on the host (numpy's take is several times faster than a last-dim
             # index_select here), then moved.
             gathered[key] = torch.from_numpy(np.take(host, index[key], axis=-1)).to(dev)

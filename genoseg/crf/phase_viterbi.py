@@ -26,6 +26,8 @@ import math
 import numpy as np
 import torch
 
+from genoseg.crf.cpu import _finite_columns
+
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency
@@ -165,28 +167,18 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray) -> tuple[float, np.
     cols = g.sequence_columns(codes)
     ok_s, ok_e = cols["start_ok"], cols["end_ok"]
     gc_s, gc_e = cols["start_gc"], cols["end_gc"]
-    # The sequence's edges, as in PhaseGeneHead.constraints: a run cut there shows no site.
-    ok_s[0], ok_e[T - 1] = True, True
-    gc_s[0], gc_e[T - 1] = False, False
     me = np.minimum(cols["max_end"], T).astype(np.int32)
     del cols
     index = g.column_index()
     with torch.no_grad():
         inputs = {k: v.detach().double().cpu().numpy() for k, v in head.crf_inputs().items()}
     trans = inputs["transitions"]
-    finite = np.isfinite(trans)
-    pred_ptr = np.zeros(g.C + 1, dtype=np.int64)
-    pred_idx, pred_w = [], []
-    for c in range(g.C):
-        preds = np.flatnonzero(finite[:, c])
-        pred_idx.extend(preds.tolist())
-        pred_w.extend(trans[preds, c].tolist())
-        pred_ptr[c + 1] = len(pred_idx)
+    pred_ptr, pred_idx = _finite_columns(trans)  # the finite transitions into each state
+    pred_w = trans[pred_idx, np.repeat(np.arange(g.C), np.diff(pred_ptr))]
     score, rows = _viterbi(
         S, sites, ok_s, ok_e, gc_s, gc_e, me, g.class_of(),
         index["start_ok"], index["end_ok"], index["start_gc"], index["end_gc"], index["max_end"],
-        head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), pred_ptr,
-        np.asarray(pred_idx, dtype=np.int64), np.asarray(pred_w, dtype=np.float64),
+        head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), pred_ptr, pred_idx, pred_w,
         inputs["durations"], inputs["init"], inputs["final"], float(head.gc_donor.detach()),
         head.K, np.zeros((T + 1, g.C), dtype=np.uint8 if head.K < 256 else np.uint16),
         np.zeros((T, g.C), dtype=np.uint8 if g.C <= 256 else np.uint16))

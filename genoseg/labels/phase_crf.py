@@ -249,7 +249,11 @@ class PhaseGrammar:
         ``end_ok`` (T, n) bool (a piece may start at s / have its last base at u), ``start_gc``
         / ``end_gc`` (T, n) bool (a GC donor there: it gets the learned GC score), ``max_end``
         (T, n) int64 (no in-frame stop inside an exon piece; values may exceed T). Column 0 is
-        the neutral one (True, False, or no limit)."""
+        the neutral one (True, False, or no limit).
+
+        The sequence's two edges carry no site constraint: a run cut there (a training window,
+        a contig end) shows neither its site nor what lies beyond. Decoding reports such runs as
+        cut (no label), so they never make a "complete" gene."""
         T = len(codes)
         sites = codons.site_masks(codes)
         cols = {key: [value] for key, value in (
@@ -258,7 +262,11 @@ class PhaseGrammar:
             ("max_end", np.full(T, np.iinfo(np.int64).max // 2, dtype=np.int64)))}
         for (key, _), make in self._column_recipes().items():
             cols[key].append(make(codes, sites))
-        return {key: np.stack(v, axis=1) for key, v in cols.items()}
+        out = {key: np.stack(v, axis=1) for key, v in cols.items()}
+        if T:
+            out["start_ok"][0], out["end_ok"][T - 1] = True, True
+            out["start_gc"][0], out["end_gc"][T - 1] = False, False
+        return out
 
     def _column_recipes(self) -> dict:
         """(key, column id) -> function (codes, sites) -> column, in column order per key; and
@@ -332,13 +340,6 @@ class PhaseGrammar:
         """key -> (C,) int64: the column of ``sequence_columns`` each state uses."""
         self._column_recipes()
         return self._column_of
-
-    def sequence_masks(self, codes: np.ndarray) -> dict[str, np.ndarray]:
-        """``sequence_columns`` gathered to every state: each key (T, C); max_end clipped to T."""
-        cols = self.sequence_columns(codes)
-        out = {key: value[:, self.column_index()[key]] for key, value in cols.items()}
-        out["max_end"] = np.minimum(out["max_end"], len(codes))
-        return out
 
     def site_channels(self) -> tuple[np.ndarray, np.ndarray]:
         """((C,), (C,)) int64: the SITES channel added to each state's start_bias and end_bias
