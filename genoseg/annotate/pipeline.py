@@ -120,8 +120,11 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
         if sequences is None:
             raise ValueError("the phase grammar needs the contigs' sequences")
         codes = encode_sequences(sequences, T).to(device)
-        scores, paths, run_labels = head.decode(em, lengths_d, codes=codes, with_labels=True)
-        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, codes=codes)
+        with torch.no_grad():  # built once for both passes
+            cons = head.constraints(em, codes, lengths_d)
+        scores, paths, run_labels = head.decode(em, lengths_d, with_labels=True,
+                                                constraints=cons)
+        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, constraints=cons)
     else:
         scores, paths = head.decode(em, lengths_d)
         label_post, boundary_post, log_z = head.posteriors(em, lengths_d)

@@ -212,15 +212,25 @@ class PhaseGeneHead(nn.Module):
     # Inference
     # ------------------------------------------------------------------------------------------
 
+    def _constraints_for(self, emissions, codes, lengths, constraints):
+        """The given prebuilt ``constraints`` (``self.constraints`` of these emissions, codes
+        and lengths: decode and posteriors of one batch share them), else built from codes."""
+        if constraints is not None:
+            return dict(constraints)
+        if codes is None:
+            raise TypeError("the phase head needs codes= (or prebuilt constraints=)")
+        return self.constraints(emissions, codes, lengths)
+
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None, *,
-               codes: torch.Tensor, with_labels: bool = False):
+               codes: torch.Tensor | None = None, with_labels: bool = False,
+               constraints: dict | None = None):
         """Viterbi: (scores (B,), list of B int64 CPU (n, 3) class rows [start, end, class]),
         one row per run. ``with_labels``: also a list of B lists with each run's phase label
         name (None for a run cut by the sequence end)."""
         B, T, _ = self._check(emissions)
         lengths = self._lengths(lengths, B, T, emissions.device)
-        cons = self.constraints(emissions, codes, lengths)
+        cons = self._constraints_for(emissions, codes, lengths, constraints)
         scores, paths = crf.semicrf_viterbi(self.expand(emissions), lengths=lengths,
                                             **self.crf_inputs(), **cons)
         runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
@@ -254,7 +264,7 @@ class PhaseGeneHead(nn.Module):
 
     @torch.no_grad()
     def posteriors(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                   codes: torch.Tensor):
+                   codes: torch.Tensor | None = None, constraints: dict | None = None):
         """(label_post (B, T, 5), boundary_post (B, T), log_z (B,)) in class space, as
         ``SemiCRFHead.posteriors``; a boundary is the last base of a run (a last piece)."""
         B, T, _ = self._check(emissions)
@@ -262,7 +272,7 @@ class PhaseGeneHead(nn.Module):
         inputs = {k: v.detach() for k, v in self.crf_inputs().items()}
         with torch.enable_grad():
             em = emissions.detach().requires_grad_(True)
-            cons = self.constraints(em.detach(), codes, lengths)
+            cons = self._constraints_for(em.detach(), codes, lengths, constraints)
             eb = cons.pop("end_bias").detach().clone().requires_grad_(True)
             log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, end_bias=eb, **inputs,
                                      start_bias=cons["start_bias"].detach(),
