@@ -81,6 +81,9 @@ class CRFConfig:
     # codons, splice sites and in-frame stops as exact constraints from the sequence.
     grammar: str = "tiled"
     min_intron: int = 40  # phase grammar: shortest intron (bp)
+    # phase grammar: intergenic and intron full pieces get no learned per-piece prior score
+    # (genoseg.crf.phase_head.PhaseGeneHead's flat_long_runs).
+    flat_long_runs: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +302,8 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
          "the phase grammar needs >= 5"),
         (c.grammar != "phase" or 3 <= c.min_intron <= c.max_duration + 2, "crf.min_intron",
          "must lie in [3, max_duration + 2]"),
+        (c.grammar == "phase" or not c.flat_long_runs, "crf.flat_long_runs",
+         "applies to the phase grammar only (grammar = \"phase\")"),
         (max(cfg.scheme.min_length) <= c.max_duration, "crf.max_duration",
          f"{c.max_duration} is below a label's min_length ({max(cfg.scheme.min_length)})"),
         (t.window >= 1, "train.window", "must be >= 1"),

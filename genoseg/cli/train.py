@@ -26,6 +26,9 @@ import click
 @click.option("--sequences", default=None, metavar="ID,ID,...",
               help="Train (and validate) on these sequences of the genome only, e.g. "
                    "chrI,chrII,... to hold out other chromosomes for testing.")
+@click.option("--init-from", default=None, metavar="MODEL",
+              help="Start from this model's weights (a directory or shipped name; same "
+                   "architecture as the config) instead of a random initialisation.")
 @click.option("--steps", type=int, default=None, help="Override [train] steps.")
 @click.option("--device", default=None, help="Override [train] device: auto, cpu, cuda[:N].")
 @click.option("--seed", type=int, default=None, help="Override [train] seed.")
@@ -41,7 +44,7 @@ import click
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")
 def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, sequences,
-          steps, device, seed, status, backend, quiet, out_dir):
+          init_from, steps, device, seed, status, backend, quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
     Rerunning the same command on the same output directory resumes from its last checkpoint
@@ -64,7 +67,7 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded,
     metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq,
                                             bam_stranded, parse_sequences(sequences)),
                         out_dir, command=command, status=status, progress=not quiet,
-                        backend=backend)
+                        backend=backend, init_from=init_from)
     best = metrics.get("best_validation") or {}
     click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; validation nll/base "
                f"{best.get('val_nll_per_base', float('nan')):.4f}, accuracy "

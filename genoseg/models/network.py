@@ -18,7 +18,8 @@ class SegmentationModel(nn.Module):
         if getattr(config.crf, "grammar", "tiled") == "phase":
             from genoseg.crf.phase_head import PhaseGeneHead
 
-            self.head = PhaseGeneHead(config.scheme, K=config.K, min_intron=config.crf.min_intron)
+            self.head = PhaseGeneHead(config.scheme, K=config.K, min_intron=config.crf.min_intron,
+                                      flat_long_runs=config.crf.flat_long_runs)
             n_outputs = self.head.n_outputs
         else:
             self.head = SemiCRFHead(config.scheme, K=config.K,

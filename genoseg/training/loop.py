@@ -91,6 +91,21 @@ def _config_changes(old: dict | None, new: dict) -> str:
     return ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
 
 
+def _initial_weights(model, init_from: str) -> dict:
+    """Load the weights of model ``init_from`` into ``model`` (same architecture). Returns what
+    the model card records of it: path, weights checksum and steps."""
+    from genoseg.models import load_model
+
+    source, meta = load_model(init_from)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise GenosegError(f"--init-from {init_from}: its architecture differs from this config's "
+                           "(encoder or CRF head sizes)") from None
+    return {"path": meta["path"], "weights_sha256": meta.get("weights_sha256"),
+            "steps": (meta.get("metrics") or {}).get("steps")}
+
+
 def _lr_factor(step: int, total: int, warmup: int = 50) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < warmup:
@@ -130,8 +145,11 @@ def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[st
 
 def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *,
           command: str = "", status: str = "trained", progress: bool = True,
-          backend: str | None = None) -> dict:
+          backend: str | None = None, init_from: str | None = None) -> dict:
     """Train a model and write it to ``out_dir``. Returns the final metrics.
+
+    ``init_from``: a model (directory or shipped name) whose weights start the run instead of
+    a random initialisation (fine-tuning); its architecture must be this config's.
 
     ``backend``: the semi-CRF backend for the whole run ("auto", "triton", "torch"; None keeps
     the choice in force, see ``genoseg.crf.backend``). It is checked before any input is read
@@ -140,12 +158,12 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
     device = pick_device(cfg.train.device)
     with crf.use(backend):
         return _train(cfg, inputs, out_dir, device, crf.resolve(device), command=command,
-                      status=status, progress=progress)
+                      status=status, progress=progress, init_from=init_from)
 
 
 def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
            device: torch.device, crf_backend: str, *, command: str, status: str,
-           progress: bool) -> dict:
+           progress: bool, init_from: str | None = None) -> dict:
     out = Path(out_dir)
     tc = cfg.train
     torch.manual_seed(tc.seed)
@@ -175,7 +193,9 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     sampler = WindowSampler(source, labels, train_regions, tc.window, tc.seed, rc_map)
     val_windows = tile_regions(val_regions, tc.window, limit=VAL_WINDOWS)
 
-    model = build_network(cfg).to(device)
+    model = build_network(cfg)
+    init = _initial_weights(model, init_from) if init_from else None
+    model.to(device)
     model.train()
     # Two rates: the encoder's, and a larger one for the CRF head (no weight decay there: it would
     # pull transition and duration scores towards 0, i.e. towards the flat prior).
@@ -199,6 +219,10 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
                                + (f" ({changed})" if changed else "")
                                + "; use a new output directory or delete the checkpoint to start "
                                "over")
+        if init and ckpt["state"].get("init_from", {}).get("weights_sha256") != \
+                init["weights_sha256"]:
+            raise GenosegError(f"{ckpt_path}: checkpoint was not started from {init_from}; use a "
+                               "new output directory or delete the checkpoint to start over")
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
@@ -206,6 +230,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
         log.info("resuming from step %d of %d", state["step"], tc.steps)
+    elif init:
+        state["init_from"] = init
     # Logged once inputs and checkpoint are known good, so such an error stays the only line.
     log.info("semi-CRF backend: %s", crf.describe(device))
 
@@ -285,6 +311,7 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
                    f"(width {cfg.encoder.width}, depth {cfg.encoder.depth}), "
                    f"trained on {Path(inputs.genome).name}",
         "command": command,
+        **({"initialized_from": state["init_from"]} if state.get("init_from") else {}),
         "training_data": {
             "genome": str(inputs.genome), "annotation": str(inputs.annotation),
             "tracks": inputs.tracks, "bams": list(inputs.bams),
@@ -328,6 +355,10 @@ def model_card(cfg: GenosegConfig, meta: dict) -> str:
         meta["command"] or "(library call)",
         "```",
         "",
+        *([f"Fine-tuned from `{meta['initialized_from']['path']}` (weights sha256 "
+           f"{meta['initialized_from']['weights_sha256']}, "
+           f"{meta['initialized_from']['steps']} steps).", ""]
+          if meta.get("initialized_from") else []),
         "## Model",
         f"- labels: {', '.join(cfg.scheme.labels)}; max segment length K = {cfg.K}"
         + ("; codon-phase gene grammar (80 CRF states, exact codon/splice constraints)"

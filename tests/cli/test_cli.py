@@ -852,3 +852,42 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "p.gff3",
                                     "--posteriors", tmp_path / "post", "-q")
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
+
+
+def test_train_init_from_starts_from_a_models_weights(mini, tiny_model, tmp_path):
+    """--init-from: zero further steps give back the source model's weights; the card and
+    model.json name the source; another architecture is a one-line error."""
+    import torch
+
+    out = tmp_path / "tuned"
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q",
+           "--steps", "0", "--init-from", tiny_model)
+    source = torch.load(tiny_model / "weights.pt", weights_only=True)
+    tuned = torch.load(out / "weights.pt", weights_only=True)
+    assert source.keys() == tuned.keys()
+    assert all(torch.equal(source[k], tuned[k]) for k in source)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["initialized_from"]["weights_sha256"] == sha256(tiny_model / "weights.pt")
+    assert "Fine-tuned from" in (out / "MODEL_CARD.md").read_text()
+    # A few steps on from there move the weights.
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o",
+           tmp_path / "tuned2", "-q", "--steps", "2", "--init-from", tiny_model)
+    moved = torch.load(tmp_path / "tuned2" / "weights.pt", weights_only=True)
+    assert any(not torch.equal(source[k], moved[k]) for k in source)
+    phase = tmp_path / "phase.toml"
+    phase.write_text((REPO / "configs/models/tiny_phase_test.toml").read_text().replace(
+        'file = "../schemes/', f'file = "{REPO}/configs/schemes/'))
+    code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", phase,
+                                    "-o", tmp_path / "bad", "--init-from", tiny_model)
+    assert "architecture differs" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_flat_long_runs_needs_the_phase_grammar(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_CONFIG.read_text().replace('file = "../schemes/',
+                                                   f'file = "{REPO}/configs/schemes/')
+                   .replace("[crf]\n", "[crf]\nflat_long_runs = true\n"))
+    code, stdout, stderr = run_main("train", "-g", "x.fa", "-a", "x.gff3", "-c", bad,
+                                    "-o", tmp_path / "m")
+    assert "flat_long_runs" in assert_one_line_error(code, stdout, stderr)

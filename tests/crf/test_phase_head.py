@@ -197,3 +197,38 @@ def test_codes_from_inputs():
     x = torch.zeros(1, 4, 6)
     x[0, 0, 0] = x[0, 1, 3] = x[0, 2, 4] = 1.0  # A, T, N, and nothing
     assert codes_from_inputs(x).tolist() == [[0, 3, 4, 4]]
+
+
+def test_flat_long_runs_pins_long_piece_scores_to_zero():
+    """flat_long_runs: intergenic and intron full pieces score exactly 0 per piece (self
+    transition + duration) whatever the raw parameters, get no gradient there, and every other
+    score stays learned."""
+    torch.manual_seed(1)
+    flat = PhaseGeneHead(SCHEME, K=30, min_intron=10, flat_long_runs=True).double()
+    free = PhaseGeneHead(SCHEME, K=30, min_intron=10).double()
+    with torch.no_grad():
+        for head in (flat, free):
+            head.transitions_raw.normal_()
+            head.dur_coef.normal_()
+            head.dur_residual.normal_()
+        free.load_state_dict(flat.state_dict())
+    g = flat.grammar
+    long_pieces = [i for i, s in enumerate(g.states) if s.role == "piece"
+                   and SCHEME.labels[s.cls] in ("intergenic", "intron+", "intron-")]
+    assert len(long_pieces) == 1 + 12  # intergenic* and one full piece per intron label
+    pinned_flat, pinned_free = flat.crf_inputs(), free.crf_inputs()
+    for i in long_pieces:
+        piece = int(np.flatnonzero(g.durations_allowed()[:, i])[0])
+        assert pinned_flat["transitions"][i, i].item() == 0.0
+        assert pinned_flat["durations"][piece, i].item() == 0.0
+        assert pinned_free["transitions"][i, i].item() != 0.0
+    # Everything else is the same learned score.
+    other = torch.ones_like(flat.flat_trans)
+    other[long_pieces, long_pieces] = False
+    assert torch.equal(pinned_flat["transitions"][other], pinned_free["transitions"][other])
+    assert torch.equal(pinned_flat["durations"][:, [c for c in range(g.C) if c not in long_pieces]],
+                       pinned_free["durations"][:, [c for c in range(g.C) if c not in long_pieces]])
+    total = sum(v[torch.isfinite(v)].sum() for v in pinned_flat.values())
+    total.backward()
+    assert flat.transitions_raw.grad[long_pieces, long_pieces].abs().max().item() == 0.0
+    assert flat.transitions_raw.grad.abs().sum().item() > 0.0
