@@ -49,6 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--reference", required=True)
     p.add_argument("--model", help="annotate --genome with this model (timed)")
     p.add_argument("--prediction", help="score this GFF3 instead")
+    p.add_argument("--label", default="", help="the model column for --prediction rows")
     p.add_argument("--device", default="cpu")
     p.add_argument("--wall-s", default="")
     p.add_argument("--peak-rss-mb", default="")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     spans = np.array([t.end - t.start for t in pred]) if pred else np.zeros(1)
     levels = scores
     row = dict(date=datetime.date.today().isoformat(), commit=commit(),
-               model=args.model or "", genome=Path(args.genome).name, bp=bp, device=args.device,
+               model=args.model or args.label, genome=Path(args.genome).name, bp=bp, device=args.device,
                wall_s=wall, peak_rss_mb=rss, pred_genes=len(pred),
                genes_per_mb=f"{len(pred) / (bp / 1e6):.1f}",
                median_exons_per_gene=f"{np.median(exons):.0f}",

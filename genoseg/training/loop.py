@@ -65,13 +65,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# Settings a resumed run may change: more (or fewer) steps (the learning-rate schedule follows
+# the new total from the step reached) and the device (a run may move between a GPU and a CPU).
+RESUMABLE_CHANGES = ("steps", "device")
+
+
+def _resume_key(table: dict) -> dict:
+    table = dict(table)
+    table["train"] = {k: v for k, v in table["train"].items() if k not in RESUMABLE_CHANGES}
+    return table
+
+
 def config_digest(cfg: GenosegConfig) -> str:
-    """Hash of everything a resumed run must share with its checkpoint. ``train.steps`` is left
-    out: a run may be resumed with more (or fewer) steps; the learning-rate schedule follows the
-    new total from the step reached."""
-    table = cfg.to_dict()
-    table["train"] = {k: v for k, v in table["train"].items() if k != "steps"}
-    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:16]
+    """Hash of everything a resumed run must share with its checkpoint (all of the config but
+    ``RESUMABLE_CHANGES``)."""
+    return hashlib.sha256(json.dumps(_resume_key(cfg.to_dict()), sort_keys=True).encode()
+                          ).hexdigest()[:16]
+
+
+def _same_run(ckpt: dict, cfg: GenosegConfig) -> bool:
+    """Whether a checkpoint belongs to this config: its stored config, else (older checkpoints)
+    its digest."""
+    if ckpt.get("config"):
+        return json.dumps(_resume_key(ckpt["config"]), sort_keys=True) == json.dumps(
+            _resume_key(cfg.to_dict()), sort_keys=True)
+    return ckpt.get("config_digest") == config_digest(cfg)
 
 
 def _config_changes(old: dict | None, new: dict) -> str:
@@ -86,6 +104,8 @@ def _config_changes(old: dict | None, new: dict) -> str:
                 changes.append("[scheme] differs")
             continue
         for key in sorted(set(a) | set(b)):
+            if section == "train" and key in RESUMABLE_CHANGES:
+                continue
             if a.get(key) != b.get(key):
                 changes.append(f"[{section}] {key} {a.get(key)!r} -> {b.get(key)!r}")
     return ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
@@ -122,9 +142,10 @@ def _to_device(batch, device):
 
 @torch.no_grad()
 def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[str, float]:
-    """Validation NLL per base and Viterbi per-base label accuracy over fixed windows."""
+    """Validation NLL per base (over the windows whose labelling the model allows) and Viterbi
+    per-base label accuracy (over every labelled base: unlabelled positions, -1, not counted)."""
     model.eval()
-    nll_sum, bases, correct = 0.0, 0, 0
+    nll_sum, bases, correct, labelled = 0.0, 0, 0, 0
     for k in range(0, len(windows), batch_size):
         x, y, lengths = _to_device(make_batch(source, labels, windows[k:k + batch_size],
                                               model.config.train.window), device)
@@ -138,9 +159,12 @@ def evaluate(model, source, labels, windows, device, batch_size: int) -> dict[st
             pred = torch.zeros(int(lengths[b]), dtype=torch.int64)
             for s, e, c in segs.tolist():
                 pred[s:e] = c
-            correct += int((pred == y[b, :int(lengths[b])].cpu()).sum())
+            gold = y[b, :int(lengths[b])].cpu()
+            correct += int((pred == gold).sum())
+            labelled += int((gold >= 0).sum())
     model.train()
-    return {"val_nll_per_base": nll_sum / max(bases, 1), "val_accuracy": correct / max(bases, 1)}
+    return {"val_nll_per_base": nll_sum / max(bases, 1),
+            "val_accuracy": correct / max(labelled, 1)}
 
 
 def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *,
@@ -213,7 +237,7 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     digest = config_digest(cfg)
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("config_digest") != digest:
+        if not _same_run(ckpt, cfg):
             changed = _config_changes(ckpt.get("config"), cfg.to_dict())
             raise GenosegError(f"{ckpt_path}: checkpoint was made with another config"
                                + (f" ({changed})" if changed else "")

@@ -508,6 +508,52 @@ def test_resume_with_more_steps_continues(mini, tiny_model, tmp_path):
     assert meta["metrics"]["steps"] == 6
 
 
+def test_resume_on_another_device_continues(mini, tiny_model, tmp_path):
+    """--device may change on resume too (a run started on a GPU finishes on a CPU): the
+    checkpoint's config is compared without steps and device."""
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q",
+           "--steps", "5", "--device", "auto")
+    assert json.loads((out / "model.json").read_text())["metrics"]["steps"] == 5
+
+
+def test_validation_accuracy_counts_labelled_bases_only(mini, tiny_model, monkeypatch):
+    """Viterbi accuracy is over the labelled bases of every window, also those whose labelling
+    the model forbids (their NLL is left out): it can never exceed 1."""
+    import torch
+
+    from genoseg.inputs import InputSource
+    from genoseg.models import load_model
+    from genoseg.training.data import gold_labels, tile_regions
+    from genoseg.training.data import Region
+    from genoseg.training.loop import evaluate
+
+    model, _ = load_model(tiny_model)
+    source = InputSource(mini["fa"])
+    labels, _ = gold_labels(mini["gff3"], model.config.scheme, source.lengths)
+    name = next(iter(labels))
+    labels[name][:] = 0
+    labels[name][: len(labels[name]) // 2] = -1  # half the sequence unlabelled
+    windows = tile_regions([Region(name, 0, source.lengths[name])], 300)
+    real_nll = type(model.head).nll
+
+    def none_possible(self, *args, **kwargs):
+        nll, ok = real_nll(self, *args, **kwargs)
+        return nll, torch.zeros_like(ok)
+
+    def all_class_zero(self, emissions, lengths, **kwargs):
+        rows = [torch.tensor([[0, int(n), 0]]) for n in lengths.tolist()]
+        return torch.zeros(len(rows)), rows
+
+    monkeypatch.setattr(type(model.head), "nll", none_possible)
+    monkeypatch.setattr(type(model.head), "decode", all_class_zero)
+    metrics = evaluate(model, source, labels, windows, torch.device("cpu"), 4)
+    assert metrics["val_accuracy"] == 1.0  # every labelled base right, unlabelled ones ignored
+    assert metrics["val_nll_per_base"] == 0.0  # no window counted
+    source.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad inputs: one line on stderr, non-zero exit, no traceback, nothing written
 
