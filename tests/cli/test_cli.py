@@ -424,6 +424,29 @@ def test_annotate_with_default_model(mini, tmp_path):
         assert violations(codes, transcript_segments(tx, codes)) == [], tx.transcript_id
 
 
+def test_shipped_yeast_model_finds_the_example_genes(tmp_path):
+    """The shipped yeast model on 30 kb of chrXIII (a chromosome it was not trained on): valid
+    gene models, and most of the 12 reference genes exactly (10 when it was shipped)."""
+    import pysam
+
+    from genoseg.evaluate import evaluate, to_dict
+    from genoseg.io.gff3 import read_gene_models
+    from genoseg.labels import codons
+    from genoseg.labels.phase import transcript_segments, violations
+
+    fa = tmp_path / "scer.fa"
+    shutil.copy(REPO / "examples/scer_chrXIII_30kb.fa", fa)
+    out = tmp_path / "scer.gff3"
+    invoke("annotate", fa, "-m", "yeast", "-o", out, "-q")
+    seq = pysam.FastaFile(str(fa))
+    for tx in read_gene_models(out):
+        codes = codons.encode(seq.fetch(tx.seqid))
+        assert violations(codes, transcript_segments(tx, codes)) == [], tx.transcript_id
+    gene = to_dict(evaluate(REPO / "examples/scer_chrXIII_30kb.gff3", out))["levels"]["gene"]
+    assert gene["reference"] == 12
+    assert gene["tp"] >= 9, gene
+
+
 # ------------------------------------------------------------------------------------------------
 # Resume
 
