@@ -116,6 +116,10 @@ class AnnotateConfig:
     window: int = 65536
     overlap: int = 0
     batch_size: int = 4
+    # Gene schemes: nats per base added to the intergenic emission when decoding. A prior on how
+    # much of a genome lies between genes, which training genes with short flanks cannot teach
+    # (see configs/recipes/fly.md for how the default model's value was chosen).
+    intergenic_bias: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,10 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (0 <= a.overlap < a.window, "annotate.overlap",
          f"must be below window = {a.window} (raise the window)"),
         (a.batch_size >= 1, "annotate.batch_size", "must be >= 1"),
+        (a.intergenic_bias == 0.0 or cfg.scheme.kind == "gene", "annotate.intergenic_bias",
+         "applies to gene schemes only"),
+        (abs(a.intergenic_bias) <= 1.0, "annotate.intergenic_bias",
+         "must lie in [-1, 1] nats per base"),
     ]
     for ok, dotted, message in checks:
         if not ok:

@@ -97,6 +97,15 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     return out
 
 
+def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
+    """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column (gene
+    schemes); unchanged when it is 0."""
+    bias = float(getattr(model.config.annotate, "intergenic_bias", 0.0))
+    if bias:
+        emissions[:, model.config.scheme.labels.index("intergenic")] += bias
+    return emissions
+
+
 def decode_batch(model, emissions: list[torch.Tensor], device,
                  sequences: list[str] | None = None) -> list[tuple]:
     """Viterbi + posteriors for contigs of different lengths in one padded batch.
@@ -230,8 +239,9 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
             results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg)
             bar.update(lengths[seqid])
             continue
-        ems = [contig_emissions(model, source, s, lengths[s], device, cfg.annotate.window,
-                                cfg.annotate.overlap, cfg.annotate.batch_size) for s in group]
+        ems = [biased_emissions(model, contig_emissions(
+            model, source, s, lengths[s], device, cfg.annotate.window, cfg.annotate.overlap,
+            cfg.annotate.batch_size)) for s in group]
         sequences = None
         if getattr(model.head, "grammar_name", None) == "phase":
             sequences = [source.genome.fetch(s) for s in group]
@@ -262,8 +272,9 @@ def _lean_contig(model, source, seqid: str, length: int, device, cfg) -> ContigR
     from genoseg.crf import phase_viterbi
     from genoseg.labels import codons
 
-    em = contig_emissions(model, source, seqid, length, device, cfg.annotate.window,
-                          cfg.annotate.overlap, cfg.annotate.batch_size)
+    em = biased_emissions(model, contig_emissions(
+        model, source, seqid, length, device, cfg.annotate.window, cfg.annotate.overlap,
+        cfg.annotate.batch_size))
     codes = codons.encode(source.genome.fetch(seqid))
     score, segments, run_labels = phase_viterbi.decode(model.head, em, codes)
     del em

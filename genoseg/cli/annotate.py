@@ -33,9 +33,13 @@ import click
                    "they can run, else the PyTorch reference), triton (the kernels or an error), "
                    "cpu (the compiled CPU twin of the reference, numba) or torch (the "
                    "reference).")
+@click.option("--intergenic-bias", type=float, default=None, metavar="NATS",
+              help="Gene models: nats per base added to the intergenic score (overrides the "
+                   "model's [annotate] intergenic_bias). Higher: shorter, more separate genes; "
+                   "lower: longer genes.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
-             device, backend, quiet):
+             device, backend, intergenic_bias, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -56,6 +60,14 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     dev = pick_device(device)
     crf.resolve(dev, backend)  # an unusable --backend fails before the model is loaded
     net, meta = load_model(model, device=str(dev))
+    if intergenic_bias is not None:
+        from genoseg.config import override
+
+        import dataclasses
+
+        net.config = dataclasses.replace(override(
+            dataclasses.replace(net.config, source="--intergenic-bias"),
+            {"annotate.intergenic_bias": intergenic_bias}), source=net.config.source)
     to_stdout = gff3 is None and bed is None and posteriors is None
     with tempfile.TemporaryDirectory() as tmp:
         target = str(Path(tmp) / "out.gff3") if to_stdout else gff3

@@ -424,6 +424,43 @@ def test_annotate_with_default_model(mini, tmp_path):
         assert violations(codes, transcript_segments(tx, codes)) == [], tx.transcript_id
 
 
+def test_intergenic_bias_trades_genes_for_intergenic_sequence(mini, tmp_path):
+    """--intergenic-bias adds nats per base to the intergenic score: a large one leaves no gene
+    in the mini genome where the default model finds some; out-of-range values are a one-line
+    error that writes nothing."""
+    from genoseg.io.gff3 import read_gene_models
+
+    counts = {}
+    for bias in ("0", "1.0"):
+        out = tmp_path / f"bias{bias}.gff3"
+        invoke("annotate", mini["fa"], "-o", out, "-q", "--intergenic-bias", bias)
+        check_gff3(out, fasta_lengths(mini["fa"]))
+        counts[bias] = len(read_gene_models(out))
+    assert counts["0"] >= 1 and counts["1.0"] == 0, counts
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "bad.gff3",
+                                    "--intergenic-bias", "5")
+    assert "--intergenic-bias" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "bad.gff3").exists()
+
+
+def test_biased_emissions_shifts_the_intergenic_column_only(tiny_model):
+    import torch
+
+    from genoseg.annotate.pipeline import biased_emissions
+    from genoseg.config import override
+    from genoseg.models import load_model
+
+    model, _ = load_model(tiny_model)
+    em = torch.randn(7, model.n_outputs)
+    assert torch.equal(biased_emissions(model, em.clone()), em)
+    model.config = override(model.config, {"annotate.intergenic_bias": 0.25})
+    shifted = biased_emissions(model, em.clone())
+    column = model.config.scheme.labels.index("intergenic")
+    assert torch.allclose(shifted[:, column], em[:, column] + 0.25)
+    others = [c for c in range(em.shape[1]) if c != column]
+    assert torch.equal(shifted[:, others], em[:, others])
+
+
 def test_shipped_yeast_model_finds_the_example_genes(tmp_path):
     """The shipped yeast model on 30 kb of chrXIII (a chromosome it was not trained on): valid
     gene models, and most of the 12 reference genes exactly (10 when it was shipped)."""
