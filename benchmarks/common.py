@@ -31,3 +31,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def append_rows(path: Path, fields: list[str], rows: list[dict], delimiter: str = "\t") -> None:
+    """Append rows to a results table, writing its header first if the file is new."""
+    import csv
+
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fields, delimiter=delimiter)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import commit  # noqa: E402
+from common import append_rows, commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["date", "commit", "label", "model", "reference", "level", "sensitivity",
@@ -67,18 +67,12 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "-m", "genoseg", "evaluate", "--reference",
                         args.reference, prediction, "--tsv", str(scores)], check=True)
         rows = list(csv.DictReader(scores.open(), delimiter="\t"))
-    new = not args.tsv.exists()
-    with args.tsv.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS, delimiter="\t")
-        if new:
-            w.writeheader()
-        for r in rows:
-            w.writerow(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                            label=args.label, model=args.model or "",
-                            reference=Path(args.reference).name, level=r["level"],
-                            sensitivity=r["sensitivity"], specificity=r["specificity"],
-                            F1=r["F1"], sn_counts=r["sn_counts"], sp_counts=r["sp_counts"],
-                            annotate_wall_s=wall, device=args.device))
+    append_rows(args.tsv, FIELDS, [
+        dict(date=datetime.date.today().isoformat(), commit=commit(), label=args.label,
+             model=args.model or "", reference=Path(args.reference).name, level=r["level"],
+             sensitivity=r["sensitivity"], specificity=r["specificity"], F1=r["F1"],
+             sn_counts=r["sn_counts"], sp_counts=r["sp_counts"], annotate_wall_s=wall,
+             device=args.device) for r in rows])
     print(f"appended {len(rows)} rows to {args.tsv}")
     return 0
 

@@ -22,7 +22,6 @@ emissions).
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import gzip
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import commit  # noqa: E402
+from common import append_rows, commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -71,7 +70,6 @@ def split_reference(reference: str, seqid: str, end: int, tmp: Path) -> dict[str
 
 def main(argv=None) -> int:
     import pysam
-    import torch  # noqa: F401
 
     from genoseg import evaluate as ev
     from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
@@ -139,12 +137,7 @@ def main(argv=None) -> int:
                 row[f"{split}_exon_sn"] = f"{levels['exon']['sensitivity']:.3f}"
             rows.append(row)
             print("\t".join(f"{k}={v}" for k, v in row.items()), flush=True)
-    new = not args.tsv.exists()
-    with args.tsv.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS, delimiter="\t")
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    append_rows(args.tsv, FIELDS, rows)
     best = max(rows, key=lambda r: (float(r["train_gene_sn"]), -abs(r["bias"])))
     print(f"best bias by train-gene sensitivity: {best['bias']}", file=sys.stderr)
     return 0

@@ -19,7 +19,6 @@ euchromatin, i.e. ~116 genes per Mb, median ~4 CDS exons and ~1.7 kb CDS span pe
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import commit  # noqa: E402
+from common import append_rows, commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,12 +87,7 @@ def main(argv=None) -> int:
                gene_sn=f"{levels['gene']['sensitivity']:.4f}",
                exon_sn=f"{levels['exon']['sensitivity']:.4f}",
                nucleotide_sn=f"{levels['nucleotide']['sensitivity']:.4f}")
-    new = not args.tsv.exists()
-    with args.tsv.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, FIELDS, delimiter="\t")
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    append_rows(args.tsv, FIELDS, [row])
     print("\t".join(f"{k}={v}" for k, v in row.items()))
     return 0
 
