@@ -43,3 +43,39 @@ def append_rows(path: Path, fields: list[str], rows: list[dict], delimiter: str 
         if new:
             writer.writeheader()
         writer.writerows(rows)
+
+
+def _attributes(text: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in text.strip().split(";") if "=" in kv)
+
+
+def split_reference(reference: str, tmp: Path, seqid: str | None = None,
+                    end: int | None = None) -> dict[str, Path]:
+    """Reference GFF3s (in ``tmp``) of the ``split=train`` and of the ``split=test`` genes of a
+    reference that marks them (../shared/data/dmel_augustus/chr2R_genes.gff3.gz does), only
+    those on ``seqid`` ending by ``end`` if given. Empty dict if no gene has a split."""
+    import gzip
+
+    opener = gzip.open if str(reference).endswith(".gz") else open
+    with opener(reference, "rt") as handle:
+        lines = [l for l in handle if not l.startswith("#") and l.strip()]
+    genes = {}
+    for line in lines:
+        f = line.split("\t")
+        if f[2] == "gene" and (seqid is None or f[0] == seqid):
+            a = _attributes(f[8])
+            genes[a["ID"]] = (end is None or int(f[4]) <= end, a.get("split"))
+    if not any(split for _, split in genes.values()):
+        return {}
+    out = {}
+    for split in ("train", "test"):
+        path = Path(tmp) / f"ref_{split}.gff3"
+        with path.open("w") as fh:
+            fh.write("##gff-version 3\n")
+            for line in lines:
+                a = _attributes(line.split("\t")[8])
+                root = (a.get("ID") or a.get("Parent", "")).split(".")[0]
+                if genes.get(root) == (True, split):
+                    fh.write(line)
+        out[split] = path
+    return out

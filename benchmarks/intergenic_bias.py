@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gzip
 import sys
 import tempfile
 import time
@@ -31,41 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import append_rows, commit  # noqa: E402
+from common import append_rows, commit, split_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIELDS = ["date", "commit", "model", "genome", "region", "bias", "pred_genes", "genes_per_mb",
           "genic_fraction", "median_exons_per_gene", "train_genes", "train_gene_sn",
           "train_exon_sn", "test_genes", "test_gene_sn", "test_exon_sn"]
-
-
-def _attributes(text: str) -> dict[str, str]:
-    return dict(kv.split("=", 1) for kv in text.strip().split(";") if "=" in kv)
-
-
-def split_reference(reference: str, seqid: str, end: int, tmp: Path) -> dict[str, Path]:
-    """Reference GFF3s of the train and the test genes lying wholly in [1, end] of seqid."""
-    lines = [l for l in gzip.open(reference, "rt") if not l.startswith("#") and l.strip()]
-    genes = {}
-    for line in lines:
-        f = line.split("\t")
-        if f[2] == "gene" and f[0] == seqid:
-            a = _attributes(f[8])
-            genes[a["ID"]] = (int(f[4]) <= end, a.get("split"))
-    out = {}
-    for split in ("train", "test"):
-        path = tmp / f"ref_{split}.gff3"
-        with path.open("w") as fh:
-            fh.write(f"##gff-version 3\n##sequence-region {seqid} 1 {end}\n")
-            for line in lines:
-                f = line.split("\t")
-                a = _attributes(f[8])
-                root = (a.get("ID") or a.get("Parent", "")).split(".")[0]
-                if root in genes and genes[root] == (True, split):
-                    fh.write(line)
-        out[split] = path
-    return out
 
 
 def main(argv=None) -> int:
@@ -102,7 +73,7 @@ def main(argv=None) -> int:
         fasta = tmp / "region.fa"
         fasta.write_text(f">{args.seqid}\n" + "\n".join(seq[i:i + 80]
                                                       for i in range(0, end, 80)) + "\n")
-        refs = split_reference(args.reference, args.seqid, end, tmp)
+        refs = split_reference(args.reference, tmp, args.seqid, end)
         source = InputSource(str(fasta))
         t0 = time.perf_counter()
         em = contig_emissions(model, source, args.seqid, end, "cpu", 50_000,

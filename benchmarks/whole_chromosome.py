@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import append_rows, commit  # noqa: E402
+from common import append_rows, commit, split_reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIELDS = ["date", "commit", "model", "genome", "bp", "device", "wall_s", "peak_rss_mb",
           "pred_genes", "genes_per_mb", "median_exons_per_gene", "median_gene_span_bp",
-          "genic_fraction", "ref_genes", "gene_sn", "exon_sn", "nucleotide_sn"]
+          "genic_fraction", "ref_genes", "gene_sn", "exon_sn", "nucleotide_sn",
+          "test_ref_genes", "test_gene_sn", "test_exon_sn"]
 
 
 def main(argv=None) -> int:
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--wall-s", default="")
     p.add_argument("--peak-rss-mb", default="")
+    p.add_argument("--keep", type=Path, help="with --model: also save the prediction here")
     p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/whole_chromosome.tsv")
     args = p.parse_args(argv)
     if bool(args.prediction) == bool(args.model):
@@ -73,6 +76,13 @@ def main(argv=None) -> int:
             bp = sum(genome.lengths.values())
         pred = read_gene_models(prediction)
         scores = ev.to_dict(ev.evaluate(args.reference, prediction))["levels"]
+        # The genes of the test split alone (a reference that marks splits): the others were
+        # training genes.
+        splits = split_reference(args.reference, tmp)
+        test = (ev.to_dict(ev.evaluate(splits["test"], prediction))["levels"]
+                if splits else None)
+        if args.keep and args.model:
+            shutil.copyfile(prediction, args.keep)
     exons = np.array([len(t.cds) for t in pred]) if pred else np.zeros(1)
     spans = np.array([t.end - t.start for t in pred]) if pred else np.zeros(1)
     levels = scores
@@ -86,7 +96,10 @@ def main(argv=None) -> int:
                ref_genes=levels["gene"]["reference"],
                gene_sn=f"{levels['gene']['sensitivity']:.4f}",
                exon_sn=f"{levels['exon']['sensitivity']:.4f}",
-               nucleotide_sn=f"{levels['nucleotide']['sensitivity']:.4f}")
+               nucleotide_sn=f"{levels['nucleotide']['sensitivity']:.4f}",
+               test_ref_genes=test["gene"]["reference"] if test else "",
+               test_gene_sn=f"{test['gene']['sensitivity']:.4f}" if test else "",
+               test_exon_sn=f"{test['exon']['sensitivity']:.4f}" if test else "")
     append_rows(args.tsv, FIELDS, [row])
     print("\t".join(f"{k}={v}" for k, v in row.items()))
     return 0
