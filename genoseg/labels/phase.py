@@ -17,7 +17,8 @@ exon's entry phase = CDS bases before it, mod 3); GFF3's CDS phase is ``codons.l
 Every rule is a hard constraint the semi-CRF can carry in its generic inputs:
   - which label may follow which (intron{s}:p only after an exon with exit phase p, and only
     before an exon with entry phase p): ``transitions``;
-  - an exon's length residue mod 3: ``durations`` (-inf at the other residues);
+  - an exon's length residue mod 3, and >= 3 bp for one holding a start or stop codon:
+    ``durations`` (-inf elsewhere);
   - start codon at the 5' end of initial/single exons, stop codon at the 3' end of terminal/single
     exons, GT (or GC) .. AG introns: ``start_bias`` / ``end_bias`` masks (``codons.site_masks``);
   - no in-frame stop inside an exon: ``max_end`` (``codons.exon_max_end``);
@@ -219,6 +220,10 @@ def violations(codes: np.ndarray, segments: list[tuple[int, int, str]]) -> list[
             if (e - s) % 3 != lab.length_residue:
                 problems.append(f"{where}: length {e - s} is not {lab.length_residue} (mod 3)")
             plus = lab.strand == "+"
+            if (lab.starts_cds or lab.ends_cds) and e - s < 3:
+                # The codon mask looks at 3 bases; an exon shorter than that would borrow
+                # the neighbouring intron's bases, while the spliced codon is something else.
+                problems.append(f"{where}: {e - s} bp, too short to hold its start/stop codon")
             if lab.starts_cds and not (sites["start_codon_plus"][s] if plus
                                        else sites["start_codon_minus"][e - 1]):
                 problems.append(f"{where}: no start codon")
@@ -304,7 +309,11 @@ def crf_constraints(codes: np.ndarray, max_duration: int, *, min_intron: int = 2
     sites = codons.site_masks(codes)
     for c, lab in enumerate(LABELS):
         if lab.is_exon:
-            durations[:, c] = np.where(d % 3 == lab.length_residue, 0.0, neg)
+            # An exon holding a start or stop codon holds all of it (>= 3 bp): a shorter one
+            # would pass the codon mask with the neighbouring intron's bases.
+            holds_codon = lab.starts_cds or lab.ends_cds
+            durations[:, c] = np.where((d % 3 == lab.length_residue) & (~holds_codon | (d >= 3)),
+                                       0.0, neg)
             plus = lab.strand == "+"
             reach = codons.exon_max_end(codes, lab.strand, lab.entry, lab.length_residue,
                                         lab.ends_cds)

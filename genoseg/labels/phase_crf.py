@@ -352,10 +352,14 @@ class PhaseGrammar:
 
 
 def last_piece_min(lab: PhaseLabel) -> int:
-    """Shortest last piece of an exon label. A + exon that ends with its stop codon keeps the
-    whole codon in its last piece (>= 3 bp): a full piece may hold no stop that starts inside
-    it, so a stop straddling the cut would make the run impossible."""
-    return 3 if lab.strand == "+" and lab.ends_cds else 1
+    """Shortest last piece of an exon label. An exon whose right end is a codon keeps the whole
+    codon in its last piece (>= 3 bp). A + exon ending with its stop codon: a full piece may
+    hold no stop that starts inside it, so a stop straddling the cut would make the run
+    impossible. A - exon ending (genomically) with its start codon, i.e. an initial or single
+    exon on -: without the minimum, a 1- or 2-bp initial exon alone in its run would pass the
+    start-codon mask with the neighbouring intron's bases (found as 3 of 2,586 genes on chr2R)."""
+    codon_at_right = lab.ends_cds if lab.strand == "+" else lab.starts_cds
+    return 3 if codon_at_right else 1
 
 
 def _end_site(lab: PhaseLabel) -> str | None:

@@ -232,3 +232,33 @@ def test_flat_long_runs_pins_long_piece_scores_to_zero():
     total.backward()
     assert flat.transitions_raw.grad[long_pieces, long_pieces].abs().max().item() == 0.0
     assert flat.transitions_raw.grad.abs().sum().item() > 0.0
+
+
+def test_exons_whose_right_end_is_a_codon_hold_it_whole():
+    """A + exon ending with its stop codon and a - exon ending (genomically) with its start
+    codon have last pieces of >= 3 bp: a shorter one, alone in its run, would pass the codon
+    mask with the neighbouring intron's bases. Every other exon last piece starts at 1 bp."""
+    from genoseg.labels.phase import BY_NAME
+
+    g = PhaseGrammar(K=30, min_intron=10)
+    allowed = g.durations_allowed()
+    for c, st in enumerate(g.states):
+        if st.role != "last" or st.cls not in (1, 3):
+            continue
+        lab = BY_NAME[st.name]
+        codon_at_right = lab.ends_cds if lab.strand == "+" else lab.starts_cds
+        lo = 3 if codon_at_right else 1
+        expected = next(d for d in range(lo, lo + 3) if d % 3 == lab.length_residue)
+        assert int(np.flatnonzero(allowed[:, c])[0]) + 1 == expected, st.name
+
+
+def test_violations_flags_a_codon_split_by_an_intron():
+    """A 2-bp initial exon on - right after an intron (CT..AC): the start-codon mask sees
+    C (the intron's last base) + AT = CAT, but the spliced start codon is AT + whatever the
+    next exon brings. violations flags the exon as too short to hold its codon."""
+    seq = "GG" + "CT" + "A" * 16 + "AC" + "AT" + "GG"
+    codes = codons.encode(seq)
+    e0 = 2 + 20
+    problems = violations(codes, [(e0, e0 + 2, "initial-:2")])
+    assert any("too short" in p for p in problems), problems
+    assert codons.site_masks(codes)["start_codon_minus"][e0 + 1]  # the mask alone is fooled
