@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -58,6 +59,9 @@ def check_sequences(wanted: tuple[str, ...], names: list[str], genome: str) -> N
 
 
 def pick_device(name: str) -> torch.device:
+    """torch device for 'auto', 'cpu', 'cuda' or 'cuda:N' (anything else: a one-line error)."""
+    if name not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", name):
+        raise GenosegError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

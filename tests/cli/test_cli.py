@@ -720,6 +720,20 @@ def test_cuda_without_cuda(command, mini, tiny_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", ["train", "annotate"])
+def test_unknown_device_is_a_one_line_error(command, mini, tiny_model, tmp_path):
+    if command == "train":
+        args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                "-o", tmp_path / "model", "--device", "gpu0", "-q"]
+    else:
+        args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3",
+                "--device", "gpu0", "-q"]
+    line = assert_one_line_error(*run_main(*args))
+    # train checks it as the config's [train] device, annotate in pick_device
+    assert "device" in line and "'gpu0'" in line and "cuda" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_usage_errors(mini, tiny_model, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
