@@ -209,8 +209,11 @@ def dump_config(cfg: GenosegConfig, path: str | os.PathLike) -> None:
         handle.write(text)
 
 
-def override(cfg: GenosegConfig, changes: Mapping[str, Any]) -> GenosegConfig:
-    """A copy with dotted-key changes, e.g. ``{"train.steps": 100}``, type-checked like a file."""
+def override(cfg: GenosegConfig, changes: Mapping[str, Any], *, label: str | None = None
+             ) -> GenosegConfig:
+    """A copy with dotted-key changes, e.g. ``{"train.steps": 100}``, type-checked like a file.
+    ``label`` names the changes' origin in error messages (e.g. a command-line option) instead
+    of the config's file; the copy keeps the file as its source."""
     table = cfg.to_dict()
     for dotted, value in changes.items():
         section, _, key = dotted.partition(".")
@@ -218,7 +221,8 @@ def override(cfg: GenosegConfig, changes: Mapping[str, Any]) -> GenosegConfig:
             raise ConfigError(f"override {dotted!r}: expected <section>.<key> with section one of "
                               f"{', '.join(_SECTIONS)}")
         table[section][key] = list(value) if isinstance(value, tuple) else value
-    return config_from_dict(table, source=cfg.source or "<override>")
+    changed = config_from_dict(table, source=label or cfg.source or "<override>")
+    return dataclasses.replace(changed, source=cfg.source) if label else changed
 
 
 def _load_scheme_section(raw: Any, source: str, base_dir: str | os.PathLike | None

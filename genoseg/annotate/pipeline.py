@@ -100,7 +100,7 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
 def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
     """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column (gene
     schemes); unchanged when it is 0."""
-    bias = float(getattr(model.config.annotate, "intergenic_bias", 0.0))
+    bias = model.config.annotate.intergenic_bias
     if bias:
         emissions[:, model.config.scheme.labels.index("intergenic")] += bias
     return emissions

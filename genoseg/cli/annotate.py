@@ -63,11 +63,8 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     if intergenic_bias is not None:
         from genoseg.config import override
 
-        import dataclasses
-
-        net.config = dataclasses.replace(override(
-            dataclasses.replace(net.config, source="--intergenic-bias"),
-            {"annotate.intergenic_bias": intergenic_bias}), source=net.config.source)
+        net.config = override(net.config, {"annotate.intergenic_bias": intergenic_bias},
+                              label="--intergenic-bias")
     to_stdout = gff3 is None and bed is None and posteriors is None
     with tempfile.TemporaryDirectory() as tmp:
         target = str(Path(tmp) / "out.gff3") if to_stdout else gff3

@@ -87,6 +87,9 @@ class PhaseGeneHead(nn.Module):
         self.register_buffer("end_site", torch.from_numpy(np.where(end_site < 0, n_sites,
                                                                     end_site)),
                              persistent=False)
+        # Which distinct constraint column (``PhaseGrammar.sequence_columns``) each state uses.
+        for key, column in g.column_index().items():
+            self.register_buffer(f"column_{key}", torch.from_numpy(column), persistent=False)
         # Runs cut by a window edge and shorter than this are left unconstrained in training
         # (an exon run needs its 3-bp codon head plus a last piece; an intron its minimum).
         self.register_buffer("relax_length", torch.tensor([1, 6, min_intron, 6, min_intron]),
@@ -150,23 +153,21 @@ class PhaseGeneHead(nn.Module):
                 per_seq = list(pool.map(columns, range(B)))
         else:
             per_seq = [columns(0)]
-        index = g.column_index()
         gathered = {}
         for key, neutral in (("start_ok", True), ("end_ok", True), ("start_gc", False),
                              ("end_gc", False), ("max_end", T)):
             n = per_seq[0][key].shape[1]
             # The distinct columns are few (about 34 bool and 22 int for 80 states): fill them
             # on the host, move them, and gather the per-state columns on the device, so the
-            # host never builds (B, T, C') arrays (it was most of a training step's host time).
+            # host never builds or copies (B, T, C') arrays.
             dtype = np.int32 if key == "max_end" else bool
             host = np.full((B, T, n), neutral, dtype=dtype)
             for b, cols in enumerate(per_seq):
                 # max_end >= T means no limit (the grammar uses a huge sentinel): clip to T
                 # before narrowing to int32.
                 host[b, :lens[b]] = np.minimum(cols[key], T) if key == "max_end" else cols[key]
-            compact = torch.from_numpy(host).to(dev, non_blocking=True)
-            gathered[key] = compact.index_select(
-                -1, torch.as_tensor(index[key], device=dev))
+            gathered[key] = torch.from_numpy(host).to(dev).index_select(
+                -1, getattr(self, f"column_{key}"))
         ok_s, ok_e = gathered["start_ok"], gathered["end_ok"]
         gc_s, gc_e = gathered["start_gc"], gathered["end_gc"]
         max_end = gathered["max_end"].to(torch.int64).clamp(max=T)

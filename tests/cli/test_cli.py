@@ -703,32 +703,31 @@ def test_unknown_shipped_model(mini, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _device_args(command, device, mini, tiny_model, out):
+    """train or annotate on the mini genome with --device DEVICE, writing under out."""
+    if command == "train":
+        return ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                "-o", out / "model", "--device", device, "-q"]
+    return ["annotate", mini["fa"], "-m", tiny_model, "-o", out / "pred.gff3",
+            "--device", device, "-q"]
+
+
 @pytest.mark.parametrize("command", ["train", "annotate"])
 def test_cuda_without_cuda(command, mini, tiny_model, tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    if command == "train":
-        args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
-                "-o", tmp_path / "model", "--device", "cuda", "-q"]
-    else:
-        args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3",
-                "--device", "cuda", "-q"]
-    line = assert_one_line_error(*run_main(*args))
+    line = assert_one_line_error(*run_main(*_device_args(command, "cuda", mini, tiny_model,
+                                                         tmp_path)))
     assert "CUDA is not available" in line
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", ["train", "annotate"])
 def test_unknown_device_is_a_one_line_error(command, mini, tiny_model, tmp_path):
-    if command == "train":
-        args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
-                "-o", tmp_path / "model", "--device", "gpu0", "-q"]
-    else:
-        args = ["annotate", mini["fa"], "-m", tiny_model, "-o", tmp_path / "pred.gff3",
-                "--device", "gpu0", "-q"]
-    line = assert_one_line_error(*run_main(*args))
+    line = assert_one_line_error(*run_main(*_device_args(command, "gpu0", mini, tiny_model,
+                                                         tmp_path)))
     # train checks it as the config's [train] device, annotate in pick_device
     assert "device" in line and "'gpu0'" in line and "cuda" in line, line
     assert list(tmp_path.iterdir()) == []
