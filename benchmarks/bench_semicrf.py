@@ -60,6 +60,15 @@ The floor (a time no implementation can beat, at the full T):
   B*T*(K*C + C*C) candidates at SMs * 128 lanes * clock, and the emissions read once.
 frac_of_floor = floor_ms / median_ms (1.0 would be at the floor).
 
+Peak memory at the full T for the scaled implementations (column peak_mem_mb_at_T): their
+allocations are affine in T (flash: the (B, T+1, C) float64 prefix sums, the input, (B, T/I, K, C)
+ring checkpoints with interval I = max(K, 64) at these sizes, its gradients; the reference:
+per-position outputs), so one extra untimed call at 2 T' gives the slope and the peak is
+extrapolated affinely to T (skipped when that call would take over --mem-probe-s). genoseg's is
+its measured peak at T. The probe leaves out the bytes of the sliced copy of the emissions (at T
+the implementation would read the full input, which is on the card in every measurement). This is
+the like-for-like memory comparison; peak_mem_mb is each row's peak at the T it ran.
+
 CSV columns: date, gpu_name, commit (git rev-parse --short HEAD, "+dirty" if the tree has
 changes; else $GENOSEG_COMMIT; else "unknown"), B, T, K, C, phase, impl, median_ms (at the full
 T), positions_per_s (B*T / seconds), peak_mem_mb, floor_ms, frac_of_floor, scaled_from_T (empty
@@ -90,7 +99,7 @@ IMPLS = ("genoseg", "reference", "flash", "torchstruct")
 PHASES = ("forward", "fwdbwd", "viterbi")
 COLUMNS = ["date", "gpu_name", "commit", "B", "T", "K", "C", "phase", "impl", "median_ms",
            "positions_per_s", "peak_mem_mb", "floor_ms", "frac_of_floor", "scaled_from_T",
-           "passes", "status"]
+           "passes", "status", "peak_mem_mb_at_T"]
 # A relative logZ difference above this against the float32 reference is flagged.
 CHECK_RTOL = 1e-4
 NEG = -1e9  # torch-struct's own "log zero"; finite, so its -1e5 masks and sums stay NaN-free
@@ -488,6 +497,8 @@ def build_parser():
                    help="T at which the reference is timed and scaled linearly to T")
     p.add_argument("--mem-fraction", type=float, default=0.5,
                    help="skip torch-struct where its estimated memory exceeds this x card memory")
+    p.add_argument("--mem-probe-s", type=float, default=30.0,
+                   help="longest call allowed for the memory probe of a scaled row at 2 T'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda", help="cuda (cpu only to debug this script)")
     p.add_argument("--quick", action="store_true",
@@ -550,7 +561,7 @@ def main(argv=None):
                 row = {"date": date, "gpu_name": dev["name"], "commit": sha, "B": B, "T": T,
                        "K": K, "C": C, "phase": phase, "impl": impl, "median_ms": "",
                        "positions_per_s": "", "peak_mem_mb": "", "scaled_from_T": "",
-                       "passes": "", "status": ""}
+                       "passes": "", "status": "", "peak_mem_mb_at_T": ""}
                 fl = floor_ms(B, T, K, C, phase, dev)
                 row["floor_ms"] = g(fl)
                 row["frac_of_floor"] = ""
@@ -633,8 +644,29 @@ def run_one(row, impl, phase, modules, import_errors, em_full, trans, dur, args,
     row["median_ms"] = g(ms * T / T_run)
     if T_run < T:
         row["scaled_from_T"] = T_run
+    peak2 = None
     if peak is not None:
         row["peak_mem_mb"] = f"{peak / 2**20:.4g}"
+        if T_run == T:
+            row["peak_mem_mb_at_T"] = row["peak_mem_mb"]
+        elif 2 * T_run <= T and 2 * ms / 1e3 <= args.mem_probe_s:
+            em2 = em_full[:, :2 * T_run].contiguous()
+            try:
+                peak2 = probe_peak(fn, em2, tr, du, phase, device)
+            except Exception as err:  # noqa: BLE001 - the timing row stands without it
+                peak2 = None
+                notes.append(f"memory probe failed: {type(err).__name__}")
+        if T_run < T and peak2 is not None:
+            # The slices of em_full are copies that exist only because the row is scaled: at T
+            # the implementation would read em_full itself, already in both peaks.
+            # (fwdbwd times a clone of the slice, and the slice itself is gone by then.)
+            p1 = peak - (0 if phase == "fwdbwd" else em.numel() * em.element_size())
+            p2 = peak2 - em2.numel() * em2.element_size()
+            del em2
+            at_T = p1 + (p2 - p1) * (T - T_run) / T_run
+            row["peak_mem_mb_at_T"] = f"{at_T / 2**20:.4g}"
+            notes.append(f"peak at T extrapolated from {peak / 2**20:.4g} MB at T={T_run} and "
+                         f"{peak2 / 2**20:.4g} MB at T={2 * T_run}")
     if impl == "genoseg":
         stats = getattr(mod, "last_stats", None)
         if callable(stats):
@@ -650,6 +682,22 @@ def run_one(row, impl, phase, modules, import_errors, em_full, trans, dur, args,
             notes.append(check)
     del out
     return "ok" + ("; " + "; ".join(notes) if notes else "")
+
+
+def probe_peak(fn, em, tr, du, phase, device):
+    """Peak bytes of one untimed call on these inputs (the memory probe of scaled rows)."""
+    import torch
+
+    if phase == "fwdbwd":
+        em = em.detach().clone().requires_grad_(True)
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    out = fn(em, tr, du)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    del out
+    return peak
 
 
 def short_message(err, limit=200):

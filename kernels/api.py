@@ -7,8 +7,9 @@ probability mass from each sequence's end to its start: every marginal (label, s
 transition, duration, initial and final label) is a sum of those masses, and none of them
 depends on a global normaliser, so they stay accurate at any sequence length.
 
-Viterbi: the max-plus scan stores back-pointers (best previous label per start, best duration per
-end), and ``traceback.py`` walks them chunk-parallel.
+Viterbi: the max-plus scan stores only back-pointers (best previous label per start, best
+duration per end, int16 where they fit) and each chunk's end state, and ``traceback.py`` walks
+them chunk-parallel.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     (scores (B,), list of B int64 CPU tensors (n_seg, 3) rows [start, end, label])."""
     p = prepare(emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
                 max_end)
-    res = scan(p, is_max=True, store=True, chunk=chunk)
+    res = scan(p, is_max=True, store_bp=True, chunk=chunk)
     _record("viterbi", res)
     B = p.B
     alive = torch.isfinite(res.score)
     lengths_walk = torch.where(alive, p.lengths, torch.zeros_like(p.lengths))
-    seg_label = traceback(res.bp_prev, res.bp_dur, res.alpha, p.final, lengths_walk, res.chunk,
+    seg_label = traceback(res.bp_prev, res.bp_dur, res.ends, p.final, lengths_walk, res.chunk,
                           p.K)
     # Compact on the device; only the segments travel to the host.
     segments = []
@@ -78,7 +79,7 @@ def _forward_and_outside(args: dict, chunk=None):
     p = prepare(**args)
     fwd = scan(p, is_max=False, store=True, chunk=chunk)
     _record("forward", fwd)
-    m = outside(p, fwd)
+    m = outside(p, fwd, need_sb=False)  # boundary posteriors come from the end marginals
     _STATS["outside"] = {"passes": m.passes, "chunk": m.chunk}
     return p, fwd, m
 
@@ -132,13 +133,13 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logz):
         p, fwd = ctx.p, ctx.fwd
-        m = outside(p, fwd)
+        needs = ctx.needs_input_grad
+        m = outside(p, fwd, need_sb=needs[5], need_eb=needs[6])
         _STATS["outside"] = {"passes": m.passes, "chunk": m.chunk}
         # Sequences with no valid segmentation contribute nothing.
         w = torch.where(torch.isfinite(fwd.score), grad_logz.double(),
                         torch.zeros_like(fwd.score)).float()
         w3 = w[:, None, None]
-        needs = ctx.needs_input_grad
         grads = [m.em * w3 if needs[0] else None,
                  (m.trans * w3).sum(dim=0) if needs[1] else None,
                  (m.dur * w3).sum(dim=0) if needs[2] else None,

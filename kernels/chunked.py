@@ -173,8 +173,11 @@ class ScanResult:
     start: torch.Tensor | None = None  # (B, T, C) start messages, frame values (STORE)
     alpha: torch.Tensor | None = None  # (B, T, C) row t holds alpha[t + 1], frame values (STORE)
     norm: torch.Tensor | None = None  # (B, NBLK) float64 absolute normaliser of each block
-    bp_prev: torch.Tensor | None = None  # (B, T, C) int32
-    bp_dur: torch.Tensor | None = None  # (B, T, C) int32, durations 1..K
+    bp_prev: torch.Tensor | None = None  # (B, T, C) int16 or int32 (STORE_BP)
+    bp_dur: torch.Tensor | None = None  # (B, T, C) int16 or int32, durations 1..K (STORE_BP)
+    # (B, NC, CB) alpha at each chunk's right end (its last position or the sequence end), up
+    # to a constant per chunk: where the traceback enters each chunk. Padding columns are junk.
+    ends: torch.Tensor | None = None
 
 
 def _tiles(K: int, C: int) -> tuple[int, int, int, int]:
@@ -227,8 +230,17 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ok.flatten(2).all(dim=2)
 
 
-def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = None,
-         max_passes: int | None = None) -> ScanResult:
+def backpointer_dtype(K: int, C: int) -> torch.dtype:
+    """Narrowest integer type of the back-pointers: they hold a label < C and a duration <= K."""
+    return torch.int16 if max(K, C) <= torch.iinfo(torch.int16).max else torch.int32
+
+
+def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = False,
+         chunk: int | None = None, max_passes: int | None = None) -> ScanResult:
+    """``store``: keep the messages the outside scan reads. ``store_bp`` (max only): keep the
+    back-pointers and chunk-end alphas the traceback reads."""
+    if store_bp and not is_max:
+        raise ValueError("back-pointers exist only for the max semiring")
     B, T, C, K = p.B, p.T, p.C, p.K
     dev = p.em.device
     chunk = chunk or choose_chunk(B, T, K, dev)
@@ -254,9 +266,10 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
         start_out = torch.empty((B, T, C), **f32)
         alpha_out = torch.empty((B, T, C), **f32)
         norm_out = torch.zeros((B, NBLK), dtype=torch.float64, device=dev)
-        if is_max:
-            bp_prev = torch.zeros((B, T, C), dtype=torch.int32, device=dev)
-            bp_dur = torch.zeros((B, T, C), dtype=torch.int32, device=dev)
+    if store_bp:
+        bp_type = backpointer_dtype(K, C)
+        bp_prev = torch.zeros((B, T, C), dtype=bp_type, device=dev)
+        bp_dur = torch.zeros((B, T, C), dtype=bp_type, device=dev)
 
     passes = 0
     limit = max_passes or (NC + 1)
@@ -272,7 +285,7 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
             T, NC, NBLK,
             chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
             IS_MAX=is_max, HAS_SB=p.sb is not None, HAS_EB=p.eb is not None,
-            HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store,
+            HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store, STORE_BP=store_bp,
             num_warps=num_warps,
         )
         passes += 1
@@ -299,7 +312,10 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, chunk: int | None = 
     if store:
         blk_chunk = (torch.arange(NBLK, device=dev) * BLOCK) // chunk
         res.norm = norm_out + offsets[:, blk_chunk]
-        res.start, res.alpha, res.bp_prev, res.bp_dur = start_out, alpha_out, bp_prev, bp_dur
+        res.start, res.alpha = start_out, alpha_out
+    if store_bp:
+        res.bp_prev, res.bp_dur = bp_prev, bp_dur
+        res.ends = st_out[:, :, K + 1].contiguous()
     return res
 
 
@@ -314,8 +330,8 @@ P_RTOL = 1e-4
 @dataclass
 class Marginals:
     em: torch.Tensor  # (B, T, C) P(position in a segment of label c)   = d logZ / d emissions
-    sb: torch.Tensor  # (B, T, C) P(a segment of label c starts here)   = d logZ / d start_bias
-    eb: torch.Tensor  # (B, T, C) P(a segment of label c ends here)     = d logZ / d end_bias
+    sb: torch.Tensor | None  # (B, T, C) P(a segment of label c starts here) = d logZ / d start_bias
+    eb: torch.Tensor | None  # (B, T, C) P(a segment of label c ends here)   = d logZ / d end_bias
     trans: torch.Tensor  # (B, C, C) expected transition counts
     dur: torch.Tensor  # (B, K, C) expected segment counts per duration
     init: torch.Tensor  # (B, C)
@@ -324,8 +340,10 @@ class Marginals:
     chunk: int
 
 
-def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None) -> Marginals:
-    """Marginals of every score from the forward's stored messages (``scan(..., store=True)``)."""
+def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need_sb: bool = True,
+            need_eb: bool = True) -> Marginals:
+    """Marginals of every score from the forward's stored messages (``scan(..., store=True)``).
+    ``need_sb`` / ``need_eb`` False: leave out the start / end marginals (None)."""
     from genoseg_kernels.outside import semicrf_outside_kernel
 
     B, T, C, K = p.B, p.T, p.C, p.K
@@ -347,8 +365,8 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None) -> Marg
     st_out = torch.empty_like(st_in)
     wring = torch.empty((B, NC, K + 1, CB), **f32)
     g_em = torch.zeros((B, T, C), **f32)
-    g_sb = torch.zeros((B, T, C), **f32)
-    g_eb = torch.zeros((B, T, C), **f32)
+    g_sb = torch.zeros((B, T, C), **f32) if need_sb else None
+    g_eb = torch.zeros((B, T, C), **f32) if need_eb else None
     g_trans = torch.zeros((B, NC, CB, CB), **f32)
     g_dur = torch.zeros((B, NC, K, CB), **f32)
     g_init = torch.zeros((B, CB), **f32)
@@ -366,11 +384,11 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None) -> Marg
             p.trans, p.dur, p.mu, p.final, p.lengths,
             fwd.start, fwd.alpha, norm,
             st_in, st_out, wring, active,
-            g_em, g_sb, g_eb, g_trans, g_dur, g_init,
-            T, NC, NBLK,
+            g_em, g_sb if need_sb else dummy_f, g_eb if need_eb else dummy_f, g_trans, g_dur,
+            g_init, T, NC, NBLK,
             chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
             HAS_SB=p.sb is not None, HAS_ME=p.me is not None, HAS_MS=p.ms is not None,
-            num_warps=num_warps,
+            OUT_SB=need_sb, OUT_EB=need_eb, num_warps=num_warps,
         )
         passes += 1
         if NC == 1:

@@ -44,7 +44,10 @@ def semicrf_outside_kernel(
     K: tl.constexpr, C: tl.constexpr, CB: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
     BLOCK: tl.constexpr,
     HAS_SB: tl.constexpr, HAS_ME: tl.constexpr, HAS_MS: tl.constexpr,
+    OUT_SB: tl.constexpr, OUT_EB: tl.constexpr,
 ):
+    # OUT_SB / OUT_EB: write the start / end marginals (B, T, C); a caller that needs neither
+    # the boundary posteriors nor a bias gradient saves two (B, T, C) arrays.
     j = tl.program_id(0)
     b = tl.program_id(1)
     b64 = b.to(tl.int64)
@@ -184,8 +187,10 @@ def semicrf_outside_kernel(
 
         # --- the starts at t are complete --------------------------------------------------
         g_start = tl.load(gacc + (t % R1) * ROW + cc, mask=cmask, other=0.0)
-        tl.store(g_eb_ptr + row_t + cc, g_end, mask=cmask)
-        tl.store(g_sb_ptr + row_t + cc, g_start, mask=cmask)
+        if OUT_EB:
+            tl.store(g_eb_ptr + row_t + cc, g_end, mask=cmask)
+        if OUT_SB:
+            tl.store(g_sb_ptr + row_t + cc, g_start, mask=cmask)
         covered = acc + g_end.to(tl.float64)
         tl.store(g_em_ptr + row_t + cc, covered.to(tl.float32), mask=cmask)
         acc = covered - g_start.to(tl.float64)

@@ -22,12 +22,15 @@ to maximum 0). Chunk 0's is exact; the others are guesses until the driver (``ch
 checked them against their predecessor's end state, which each program leaves in ``st_out``.
 
 Options are compile-time flags, so an unused input costs nothing:
-  IS_MAX    max-plus semiring (Viterbi); back-pointers are stored when STORE is set.
+  IS_MAX    max-plus semiring (Viterbi).
   HAS_SB / HAS_EB   start_bias / end_bias (B, T, C).
   HAS_ME    max_end per segment START (B, T, C) int32: a segment from s ends at or before me[s].
   HAS_MS    min_start per segment LAST BASE (B, T, C) int32 (the same limit seen from the end).
   STORE     write start messages and alphas (frame values) and per-block log-normalisers, which
             the outside scan (``outside.py``) reads.
+  STORE_BP  (with IS_MAX) write the back-pointers the traceback reads, in the pointers' own
+            integer width (int16 where K and C allow): the best previous label per start and
+            the best duration per end. The Viterbi needs nothing else per position.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def semicrf_scan_kernel(
     K: tl.constexpr, C: tl.constexpr, CB: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
     BLOCK: tl.constexpr,
     IS_MAX: tl.constexpr, HAS_SB: tl.constexpr, HAS_EB: tl.constexpr, HAS_ME: tl.constexpr,
-    HAS_MS: tl.constexpr, STORE: tl.constexpr,
+    HAS_MS: tl.constexpr, STORE: tl.constexpr, STORE_BP: tl.constexpr,
 ):
     j = tl.program_id(0)
     b = tl.program_id(1)
@@ -120,8 +123,8 @@ def semicrf_scan_kernel(
         tl.store(ring + (t % R1) * ROW + cc, open_new, mask=cmask)
         if STORE:
             tl.store(start_out_ptr + row_t + cc, start, mask=cmask)
-            if IS_MAX:
-                tl.store(bp_prev_ptr + row_t + cc, prev.to(tl.int32), mask=cmask)
+        if STORE_BP:
+            tl.store(bp_prev_ptr + row_t + cc, prev.to(bp_prev_ptr.dtype.element_ty), mask=cmask)
         e = tl.load(em_b + t * C + cc, mask=cmask, other=0.0) - mu
         S_next = S + e
         tl.debug_barrier()
@@ -166,8 +169,8 @@ def semicrf_scan_kernel(
             alpha += tl.load(eb_ptr + row_t + cc, mask=cmask, other=0.0)
         if STORE:
             tl.store(alpha_out_ptr + row_t + cc, alpha, mask=cmask)
-            if IS_MAX:
-                tl.store(bp_dur_ptr + row_t + cc, best_d, mask=cmask)
+        if STORE_BP:
+            tl.store(bp_dur_ptr + row_t + cc, best_d.to(bp_dur_ptr.dtype.element_ty), mask=cmask)
         if t + 1 == L:
             fin = alpha + final
             if IS_MAX:

@@ -25,16 +25,19 @@ NEG = tl.constexpr(float("-inf"))
 
 
 @triton.jit
-def _entry_label(alpha_ptr, final_ptr, seq, e, L, cc, cmask, C: tl.constexpr):
-    a = tl.load(alpha_ptr + seq + (e - 1) * C + cc, mask=cmask, other=NEG)
+def _entry_label(ends_ptr, final_ptr, b, e, L, cc, cmask, NCS, SCAN_CHUNK, CB: tl.constexpr):
+    """Best label of a segment ending at e, which is a scan chunk's right end (or L)."""
+    row = b * NCS + (e - 1) // SCAN_CHUNK
+    a = tl.load(ends_ptr + row * CB + cc, mask=cmask, other=NEG)
     fin = tl.load(final_ptr + cc, mask=cmask, other=0.0)
     a = tl.where(e == L, a + fin, a)
     return tl.argmax(a, axis=0).to(tl.int64)
 
 
-@triton.jit(do_not_specialize=["T", "NC", "CHUNK"])
-def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_ptr,
-                       seg_ptr, exit_ptr, T, NC, C: tl.constexpr, CB: tl.constexpr, CHUNK):
+@triton.jit(do_not_specialize=["T", "NC", "CHUNK", "NCS", "SCAN_CHUNK"])
+def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, mark_ptr,
+                       seg_ptr, exit_ptr, T, NC, NCS, SCAN_CHUNK, C: tl.constexpr,
+                       CB: tl.constexpr, CHUNK):
     """Phase 1: one program per (chunk, sequence) walks from a guessed entry node."""
     j = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -44,7 +47,8 @@ def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, m
     seq = b * T * C
     cc = tl.arange(0, CB)
     cmask = cc < C
-    c = _entry_label(alpha_ptr, final_ptr, seq, tl.maximum(e0, 1), L, cc, cmask, C)
+    c = _entry_label(ends_ptr, final_ptr, b, tl.maximum(e0, 1), L, cc, cmask, NCS, SCAN_CHUNK,
+                     CB)
     e = e0
     exit_s = c_lo
     exit_lab = c
@@ -67,9 +71,9 @@ def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, m
     tl.store(out + 3, c)
 
 
-@triton.jit(do_not_specialize=["T", "NC", "CHUNK"])
-def stitch_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_ptr, seg_ptr,
-                  exit_ptr, T, NC, C: tl.constexpr, CB: tl.constexpr, CHUNK,
+@triton.jit(do_not_specialize=["T", "NC", "CHUNK", "NCS", "SCAN_CHUNK"])
+def stitch_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, mark_ptr, seg_ptr,
+                  exit_ptr, T, NC, NCS, SCAN_CHUNK, C: tl.constexpr, CB: tl.constexpr, CHUNK,
                   VB: tl.constexpr):
     """Phase 2: one program per sequence fixes the chunks from right to left."""
     b = tl.program_id(0).to(tl.int64)
@@ -80,7 +84,8 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_p
     vv = tl.arange(0, VB)
     n_chunks = tl.where(L > 0, (L - 1) // CHUNK + 1, 0)
     cur_e = L
-    cur_c = _entry_label(alpha_ptr, final_ptr, seq, tl.maximum(L, 1), L, cc, cmask, C)
+    cur_c = _entry_label(ends_ptr, final_ptr, b, tl.maximum(L, 1), L, cc, cmask, NCS,
+                         SCAN_CHUNK, CB)
     pend_s = L * 0 - 1  # start of the true segment crossing into the chunk on the right
     pend_c = cur_c * 0
     for jj in range(0, n_chunks):
@@ -129,21 +134,28 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, alpha_ptr, final_ptr, len_ptr, mark_p
     tl.store(seg_ptr + b * T + tl.maximum(pend_s, 0), pend_c.to(tl.int32), mask=pend_s >= 0)
 
 
-def traceback(bp_prev: torch.Tensor, bp_dur: torch.Tensor, alpha: torch.Tensor,
-              final: torch.Tensor, lengths: torch.Tensor, chunk: int, K: int) -> torch.Tensor:
+def traceback(bp_prev: torch.Tensor, bp_dur: torch.Tensor, ends: torch.Tensor,
+              final: torch.Tensor, lengths: torch.Tensor, scan_chunk: int, K: int) -> torch.Tensor:
     """(B, T) int32: the label of every Viterbi segment at its start position, -1 elsewhere.
-    ``lengths`` is 0 for sequences with no valid segmentation (nothing is written)."""
+    ``ends`` (B, NCS, CB) holds alpha at the right end of each chunk of the scan (chunk length
+    ``scan_chunk``), up to a constant. ``lengths`` is 0 for sequences with no valid
+    segmentation (nothing is written)."""
     B, T, C = bp_prev.shape
-    chunk = max(chunk, K)  # a segment may not jump over a whole chunk
+    # A segment may not jump over a whole chunk, so chunks are at least K long; a multiple of
+    # the scan's chunk, so that every chunk's right end has its alpha in ``ends``.
+    chunk = scan_chunk * -(-K // scan_chunk) if scan_chunk < K else scan_chunk
     NC = -(-T // chunk)
+    NCS = ends.shape[1]
     dev = bp_prev.device
     CB = triton.next_power_of_2(C)
     mark = torch.zeros((B, T + 1), dtype=torch.int32, device=dev)
     seg = torch.full((B, T), -1, dtype=torch.int32, device=dev)
     exits = torch.zeros((B, NC, 4), dtype=torch.int64, device=dev)
     lengths = lengths.contiguous()
-    walk_chunks_kernel[(NC, B)](bp_prev, bp_dur, alpha, final, lengths, mark, seg, exits, T, NC,
-                                C=C, CB=CB, CHUNK=chunk, num_warps=1)
-    stitch_kernel[(B,)](bp_prev, bp_dur, alpha, final, lengths, mark, seg, exits, T, NC, C=C,
-                        CB=CB, CHUNK=chunk, VB=128, num_warps=1)
+    ends = ends.contiguous()
+    assert ends.shape == (B, NCS, CB) and NCS == -(-T // scan_chunk)
+    walk_chunks_kernel[(NC, B)](bp_prev, bp_dur, ends, final, lengths, mark, seg, exits, T, NC,
+                                NCS, scan_chunk, C=C, CB=CB, CHUNK=chunk, num_warps=1)
+    stitch_kernel[(B,)](bp_prev, bp_dur, ends, final, lengths, mark, seg, exits, T, NC, NCS,
+                        scan_chunk, C=C, CB=CB, CHUNK=chunk, VB=128, num_warps=1)
     return seg

@@ -187,12 +187,14 @@ def test_bad_input_is_a_clear_error():
         kcall(gk.semicrf_logz, c, emissions=bad)
 
 
-@pytest.mark.parametrize("emission_scale", [1.0, 0.05])
-def test_chunk_parallel_traceback_is_the_sequential_path(emission_scale):
+@pytest.mark.parametrize("emission_scale,K", [(1.0, 5), (0.05, 5), (1.0, 40)])
+def test_chunk_parallel_traceback_is_the_sequential_path(emission_scale, K):
     """Eight chunks walk from guessed entries; with weak emissions the walks meet late, so the
-    stitch must rewrite long prefixes. The labels must be the reference's path."""
+    stitch must rewrite long prefixes. The labels must be the reference's path. K = 40 > the
+    scan's chunk of 32: the traceback's chunks are two scan chunks long (entries at every
+    other scan chunk end)."""
     g = torch.Generator().manual_seed(31)
-    B, T, K, C = 2, 256, 5, 3
+    B, T, C = 2, 256, 3
     em = emission_scale * torch.randn(B, T, C, generator=g, dtype=torch.float64)
     tr = torch.randn(C, C, generator=g, dtype=torch.float64)
     du = torch.randn(K, C, generator=g, dtype=torch.float64)
