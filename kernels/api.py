@@ -54,15 +54,19 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     lengths_walk = torch.where(alive, p.lengths, torch.zeros_like(p.lengths))
     seg_label = traceback(res.bp_prev, res.bp_dur, res.ends, p.final, lengths_walk, res.chunk,
                           p.K)
-    # Compact on the device; only the segments travel to the host.
+    # Compact on the device; only the segments travel to the host, into page-locked memory:
+    # a pageable copy of 9e6 segments (221 MB) took 190 ms on an H200 host, a pinned one 5 ms
+    # (runs/prof_viterbi.py, session 5; torch caches the pinned blocks between calls).
     segments = []
+    pin = seg_label.is_cuda
     for b in range(B):
         L = int(p.lengths[b])
         lab = seg_label[b, :L]
         starts = torch.nonzero(lab >= 0).flatten()
         ends = torch.cat([starts[1:], starts.new_tensor([L])]) if len(starts) else starts
         rows = torch.stack([starts, ends, lab[starts].to(torch.int64)], dim=1).reshape(-1, 3)
-        segments.append(rows.cpu())
+        host = torch.empty(rows.shape, dtype=rows.dtype, pin_memory=pin)
+        segments.append(host.copy_(rows))
     return res.score.to(_out_dtype(emissions)), segments
 
 

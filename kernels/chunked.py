@@ -180,13 +180,20 @@ class ScanResult:
     ends: torch.Tensor | None = None
 
 
-def _tiles(K: int, C: int) -> tuple[int, int, int, int]:
+def _tiles(K: int, C: int, outside: bool = False) -> tuple[int, int, int, int]:
     CB = triton.next_power_of_2(C)
     KT = max(1, min(triton.next_power_of_2(K + 1), max(1, 2048 // CB)))
     NKT = -(-(K + 1) // KT)
-    # One warp when the whole window is one tile (no cross-warp barrier in the step), two when
-    # it spans several: measured on an H200 at (1, 1e7, 64, 16) and (8, 1e5, 256, 16).
-    num_warps = 1 if NKT == 1 else 2
+    # Warps per program, measured on an H200 (benchmarks/NOTES_semicrf.md): one when the window
+    # is one tile (no cross-warp barrier in the step); for the scan two up to 3 tiles and four
+    # beyond ((1, 1e5, 1000, 24) forward 316 -> 192 ms with 4; (8, 1e5, 256, 16) 20 -> 24 ms);
+    # the outside scan does twice the work per tile and wants four from 2 tiles on.
+    if NKT == 1:
+        num_warps = 1
+    elif outside:
+        num_warps = 4
+    else:
+        num_warps = 2 if NKT <= 3 else 4
     num_warps = int(os.environ.get("GENOSEG_NUM_WARPS", num_warps))  # for tuning runs
     return CB, KT, NKT, num_warps
 
@@ -351,7 +358,7 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
     chunk = fwd.chunk
     NC = -(-T // chunk)
     NBLK = -(-T // BLOCK)
-    CB, KT, NKT, num_warps = _tiles(K, C)
+    CB, KT, NKT, num_warps = _tiles(K, C, outside=True)
     f32 = dict(dtype=torch.float32, device=dev)
     starts = torch.arange(NC, device=dev) * chunk
     exists = starts[None, :] < p.lengths[:, None]
