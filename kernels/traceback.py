@@ -34,6 +34,13 @@ def _entry_label(ends_ptr, final_ptr, b, e, L, cc, cmask, NCS, SCAN_CHUNK, CB: t
     return tl.argmax(a, axis=0).to(tl.int64)
 
 
+@triton.jit
+def _duration(bp_dur_ptr, seq, e, c, C: tl.constexpr):
+    """Duration of the best segment of label c ending at e: at least 1, so that a walker can
+    never stall (a valid path never reads a 0; an impossible node holds one)."""
+    return tl.maximum(tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64), 1)
+
+
 @triton.jit(do_not_specialize=["T", "NC", "CHUNK", "NCS", "SCAN_CHUNK"])
 def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, mark_ptr,
                        seg_ptr, exit_ptr, T, NC, NCS, SCAN_CHUNK, C: tl.constexpr,
@@ -54,7 +61,7 @@ def walk_chunks_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, ma
     exit_lab = c
     while e > c_lo:
         tl.store(mark_ptr + b * (T + 1) + e, (c + 1).to(tl.int32))
-        s = e - tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64)
+        s = e - _duration(bp_dur_ptr, seq, e, c, C)
         # Selects and masked stores, not if/else: values assigned in branches inside a while
         # loop were seen to come out wrong on the GPU (Triton 3.6) while right in the interpreter.
         tl.store(seg_ptr + b * T + tl.maximum(s, 0), c.to(tl.int32), mask=s > c_lo)
@@ -97,7 +104,7 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, mark_pt
         c = cur_c
         met = tl.load(mark_ptr + b * (T + 1) + e) == (c + 1).to(tl.int32)
         while (e > c_lo) & (met == 0):
-            s = e - tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64)
+            s = e - _duration(bp_dur_ptr, seq, e, c, C)
             nxt = tl.load(bp_prev_ptr + seq + tl.maximum(s, 0) * C + c).to(tl.int64)
             c = tl.where(s > 0, nxt, c)
             e = s
@@ -117,7 +124,7 @@ def stitch_kernel(bp_prev_ptr, bp_dur_ptr, ends_ptr, final_ptr, len_ptr, mark_pt
         e = cur_e
         c = cur_c
         while e > meet_e:
-            s = e - tl.load(bp_dur_ptr + seq + (e - 1) * C + c).to(tl.int64)
+            s = e - _duration(bp_dur_ptr, seq, e, c, C)
             tl.store(seg_ptr + b * T + tl.maximum(s, 0), c.to(tl.int32), mask=s > c_lo)
             pend_s = tl.where(s > c_lo, pend_s, s)
             pend_c = tl.where(s > c_lo, pend_c, c)
