@@ -173,8 +173,8 @@ class ScanResult:
     start: torch.Tensor | None = None  # (B, T, C) start messages, frame values (STORE)
     alpha: torch.Tensor | None = None  # (B, T, C) row t holds alpha[t + 1], frame values (STORE)
     norm: torch.Tensor | None = None  # (B, NBLK) float64 absolute normaliser of each block
-    bp_prev: torch.Tensor | None = None  # (B, T, C) int16 or int32 (STORE_BP)
-    bp_dur: torch.Tensor | None = None  # (B, T, C) int16 or int32, durations 1..K (STORE_BP)
+    bp_prev: torch.Tensor | None = None  # (B, T, C) int32 (STORE_BP)
+    bp_dur: torch.Tensor | None = None  # (B, T, C) int32, durations 1..K (STORE_BP)
     # (B, NC, CB) alpha at each chunk's right end (its last position or the sequence end), up
     # to a constant per chunk: where the traceback enters each chunk. Padding columns are junk.
     ends: torch.Tensor | None = None
@@ -237,9 +237,10 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ok.flatten(2).all(dim=2)
 
 
-def backpointer_dtype(K: int, C: int) -> torch.dtype:
-    """Narrowest integer type of the back-pointers: they hold a label < C and a duration <= K."""
-    return torch.int16 if max(K, C) <= torch.iinfo(torch.int16).max else torch.int32
+# Back-pointers are int32. int16 ones (half the bytes) lost elements on an H200 under Triton 3.6
+# when the label axis was masked (C not a power of two): the Viterbi scores were right but some
+# stored durations read 0 (runs/dbg_tb2.py, session 5), and the interpreter never showed it.
+BACKPOINTER_DTYPE = torch.int32
 
 
 def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = False,
@@ -274,9 +275,8 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = Fal
         alpha_out = torch.empty((B, T, C), **f32)
         norm_out = torch.zeros((B, NBLK), dtype=torch.float64, device=dev)
     if store_bp:
-        bp_type = backpointer_dtype(K, C)
-        bp_prev = torch.zeros((B, T, C), dtype=bp_type, device=dev)
-        bp_dur = torch.zeros((B, T, C), dtype=bp_type, device=dev)
+        bp_prev = torch.zeros((B, T, C), dtype=BACKPOINTER_DTYPE, device=dev)
+        bp_dur = torch.zeros((B, T, C), dtype=BACKPOINTER_DTYPE, device=dev)
 
     passes = 0
     limit = max_passes or (NC + 1)

@@ -28,9 +28,9 @@ Options are compile-time flags, so an unused input costs nothing:
   HAS_MS    min_start per segment LAST BASE (B, T, C) int32 (the same limit seen from the end).
   STORE     write start messages and alphas (frame values) and per-block log-normalisers, which
             the outside scan (``outside.py``) reads.
-  STORE_BP  (with IS_MAX) write the back-pointers the traceback reads, in the pointers' own
-            integer width (int16 where K and C allow): the best previous label per start and
-            the best duration per end. The Viterbi needs nothing else per position.
+  STORE_BP  (with IS_MAX) write the back-pointers the traceback reads: the best previous
+            label per start and the best duration per end. The Viterbi needs nothing else per
+            position.
 """
 
 from __future__ import annotations
