@@ -35,8 +35,11 @@ PACK_CELLS = 20_000_000
 # batches are faster: the fly test set went from 5 batches to 2 on an H200.
 GPU_PACK_SHARE = 0.5
 GPU_BYTES_PER_CELL = 160
-# On a CPU, phase-grammar contigs longer than this go through the memory-lean Viterbi (gene
-# models only): the dense CRF inputs over 80 states take about 2.5 GB per Mb.
+# Phase-grammar contigs longer than this go through the memory-lean Viterbi on the host (gene
+# models only): the dense CRF inputs over 80 states take about 2.5 GB per Mb. On a GPU too, unless
+# posteriors are asked for: the 80-state scans do not converge across chunks, so the GPU decodes a
+# contig sequentially at about 80 us a base (Viterbi and posteriors, H200), the lean Viterbi at
+# about 8 us (chr2R on an H200 host); see benchmarks/NOTES_semicrf.md.
 LEAN_MIN_LENGTH = 2_000_000
 
 
@@ -233,16 +236,13 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     if current:
         groups.append(current)
     phase = getattr(model.head, "grammar_name", None) == "phase"
-    lean = phase and torch.device(device).type == "cpu" and crf.resolve(device) == "cpu"
+    on_cpu = torch.device(device).type == "cpu" and crf.resolve(device) == "cpu"
     for group in groups:
-        if lean and len(group) == 1 and lengths[group[0]] > LEAN_MIN_LENGTH:
-            # A long contig on a CPU: the dense 80-state CRF inputs would not fit in memory.
+        if len(group) == 1 and takes_lean_viterbi(phase, on_cpu, lengths[group[0]],
+                                                  want_posteriors, group[0]):
             seqid = group[0]
-            if want_posteriors:
-                raise InputError(
-                    f"{seqid}: posteriors of a {lengths[seqid] / 1e6:.1f} Mb contig under the "
-                    f"phase grammar need a GPU (--device cuda); on a CPU contigs over "
-                    f"{LEAN_MIN_LENGTH / 1e6:.0f} Mb get gene models only")
+            log.info("%s (%.1f Mb): gene models from the memory-lean Viterbi on the host",
+                     seqid, lengths[seqid] / 1e6)
             results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg)
             bar.update(lengths[seqid])
             continue
@@ -271,6 +271,22 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     summary.seconds = time.perf_counter() - t_start
     summary.segments = sum(len(r.segments) for r in ordered)
     return summary
+
+
+def takes_lean_viterbi(phase: bool, on_cpu: bool, length: int, want_posteriors: bool,
+                       seqid: str) -> bool:
+    """Whether a contig alone in its batch is decoded by the memory-lean phase Viterbi: phase
+    grammar, longer than LEAN_MIN_LENGTH, and on a CPU (where the dense inputs would not fit) or
+    on a GPU without posteriors (where the lean Viterbi is faster). Posteriors of such a contig
+    on a CPU are a one-line error."""
+    if not phase or length <= LEAN_MIN_LENGTH:
+        return False
+    if on_cpu and want_posteriors:
+        raise InputError(
+            f"{seqid}: posteriors of a {length / 1e6:.1f} Mb contig under the phase grammar "
+            f"need a GPU (--device cuda); on a CPU contigs over {LEAN_MIN_LENGTH / 1e6:.0f} Mb "
+            f"get gene models only")
+    return on_cpu or not want_posteriors
 
 
 def _pack_cells(device) -> int:

@@ -973,6 +973,22 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
+def test_lean_viterbi_choice():
+    """Long phase contigs: lean on a CPU (posteriors there an error) and on a GPU unless
+    posteriors are asked for; short contigs and other grammars never."""
+    from genoseg.annotate.pipeline import LEAN_MIN_LENGTH, takes_lean_viterbi
+    from genoseg.errors import InputError
+
+    long_, short = LEAN_MIN_LENGTH + 1, LEAN_MIN_LENGTH
+    assert takes_lean_viterbi(True, True, long_, False, "c")
+    assert takes_lean_viterbi(True, False, long_, False, "c")
+    assert not takes_lean_viterbi(True, False, long_, True, "c")
+    assert not takes_lean_viterbi(True, True, short, False, "c")
+    assert not takes_lean_viterbi(False, True, long_, False, "c")
+    with pytest.raises(InputError, match="need a GPU"):
+        takes_lean_viterbi(True, True, long_, True, "c")
+
+
 def test_train_init_from_starts_from_a_models_weights(mini, tiny_model, tmp_path):
     """--init-from: zero further steps give back the source model's weights; the card and
     model.json name the source; another architecture is a one-line error."""
