@@ -33,6 +33,8 @@ stores only its back-pointers, 2 T C int32.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -447,19 +449,35 @@ class _Sequences:
                         self.inp.K)
 
 
+def _cores() -> int:
+    """Cores this process may use (``taskset`` and cgroup-pinned runs included)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _per_sequence(fn, B: int) -> list:
+    """[fn(0), ..., fn(B - 1)], the sequences spread over the available cores: the numba loops
+    release the GIL (``nogil=True``), so threads run them in parallel."""
+    workers = min(B, _cores())
+    if workers <= 1:
+        return [fn(b) for b in range(B)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, range(B)))
+
+
 def _out_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _marginals(seqs: _Sequences):
-    B = len(seqs.lengths)
-    logz = np.empty(B)
-    parts = []
-    for b in range(B):
+    def one(b):
         score, W, alpha, _, _ = seqs.forward(b, False, True)
-        logz[b] = score
-        parts.append(seqs.outside(b, W, alpha) if math.isfinite(score) else None)
-    return logz, parts
+        return score, (seqs.outside(b, W, alpha) if math.isfinite(score) else None)
+
+    results = _per_sequence(one, len(seqs.lengths))
+    return np.array([r[0] for r in results], dtype=np.float64), [r[1] for r in results]
 
 
 class _LogPartition(torch.autograd.Function):
@@ -477,7 +495,7 @@ class _LogPartition(torch.autograd.Function):
                                    end_bias)]
         # Store the forward's messages only when a backward will read them.
         store = any(ctx.needs_input_grad)
-        runs = [seqs.forward(b, False, store) for b in range(len(seqs.lengths))]
+        runs = _per_sequence(lambda b: seqs.forward(b, False, store), len(seqs.lengths))
         ctx.runs = runs if store else None
         logz = np.array([r[0] for r in runs])
         return torch.from_numpy(logz).to(_out_dtype(emissions.dtype))
@@ -496,11 +514,16 @@ class _LogPartition(torch.autograd.Function):
         g = {name: np.zeros(shapes[name])
              for name, dt, need in zip(order, ctx.in_dtypes, ctx.needs_input_grad)
              if need and dt is not None}
-        for b, (score, W, alpha, _, _) in enumerate(runs):
+        def outside(b):
+            score, W, alpha, _, _ = runs[b]
             if not math.isfinite(score):
-                continue  # no valid segmentation: contributes nothing
-            part = dict(zip(("em", "sb", "eb", "trans", "dur", "init", "final"),
+                return None  # no valid segmentation: contributes nothing
+            return dict(zip(("em", "sb", "eb", "trans", "dur", "init", "final"),
                             seqs.outside(b, W, alpha)))
+
+        for b, part in enumerate(_per_sequence(outside, B)):
+            if part is None:
+                continue
             for name, x in g.items():
                 if x.ndim == 3:
                     np.multiply(w[b], part[name], out=x[b])
@@ -526,16 +549,16 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
     """(scores (B,), list of B (n, 3) int64 segments): as ``reference.semicrf_viterbi``."""
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end))
-    scores, segments = [], []
-    for b in range(len(seqs.lengths)):
+    def one(b):
         score, _, alpha, bp_prev, bp_dur = seqs.forward(b, True, True)
-        scores.append(score)
-        if math.isfinite(score):
-            segments.append(torch.from_numpy(
-                _traceback(bp_prev, bp_dur, alpha[0], seqs.final, seqs.lengths[b])))
-        else:
-            segments.append(torch.zeros((0, 3), dtype=torch.int64))
-    return torch.tensor(scores, dtype=_out_dtype(emissions.dtype)), segments
+        if not math.isfinite(score):
+            return score, torch.zeros((0, 3), dtype=torch.int64)
+        return score, torch.from_numpy(
+            _traceback(bp_prev, bp_dur, alpha[0], seqs.final, seqs.lengths[b]))
+
+    results = _per_sequence(one, len(seqs.lengths))
+    return (torch.tensor([r[0] for r in results], dtype=_out_dtype(emissions.dtype)),
+            [r[1] for r in results])
 
 
 @torch.no_grad()
