@@ -56,7 +56,7 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
                           p.K)
     # Compact on the device; only the segments travel to the host, into page-locked memory:
     # a pageable copy of 9e6 segments (221 MB) took 190 ms on an H200 host, a pinned one 5 ms
-    # (runs/prof_viterbi.py, session 5; torch caches the pinned blocks between calls).
+    # (benchmarks/profile_viterbi.py, session 5; torch caches the pinned blocks).
     segments = []
     pin = seg_label.is_cuda
     for b in range(B):

@@ -239,7 +239,8 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 # Back-pointers are int32. int16 ones (half the bytes) lost elements on an H200 under Triton 3.6
 # when the label axis was masked (C not a power of two): the Viterbi scores were right but some
-# stored durations read 0 (runs/dbg_tb2.py, session 5), and the interpreter never showed it.
+# stored durations read 0, and the GPU run of the traceback test hung on one (session 5). The
+# interpreter never showed it.
 BACKPOINTER_DTYPE = torch.int32
 
 

@@ -1,0 +1,106 @@
+"""The gene grammar's kernel scans on real annotate batches, on a GPU: time, passes and chunk of
+each batch, per warp count and chunking. Prints; writes no rows. Reads a genome (by default the
+fly test records in ../shared/data, which the test suite never needs).
+
+    python benchmarks/profile_phase_scans.py [--genome ../shared/data/dmel_augustus/test.fa.gz]
+        [--model default] [--warps 2,4] [--chunks auto,seq]
+
+Batches are packed as `genoseg annotate` packed them before it sized batches by GPU memory
+(PACK_CELLS per batch), so that the per-batch rows stay comparable with NOTES_semicrf.md entry 8
+(session 5, H200: passes = number of chunks in every batch; ~19 us a step for Viterbi and ~63 us
+for forward + outside at 4 warps). `seq` runs each contig as one chunk.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))
+from genoseg.annotate.pipeline import PACK_CELLS, biased_emissions, contig_emissions  # noqa: E402
+from genoseg.crf.backend import _import_kernels  # noqa: E402
+from genoseg.crf.phase_head import encode_sequences  # noqa: E402
+from genoseg.inputs import InputSource  # noqa: E402
+from genoseg.models import load_model  # noqa: E402
+
+gk = _import_kernels()
+
+
+def batches(model, genome, dev):
+    head, cfg = model.head, model.config
+    src = InputSource(genome, None, (), 0, False)
+    lengths = src.lengths
+    pack = PACK_CELLS // head.C_expanded
+    groups, cur, longest = [], [], 0
+    for s in sorted(lengths, key=lambda s: lengths[s]):
+        if cur and max(longest, lengths[s]) * (len(cur) + 1) > pack:
+            groups.append(cur)
+            cur, longest = [], 0
+        cur.append(s)
+        longest = max(longest, lengths[s])
+    groups.append(cur)
+    for grp in groups:
+        ems = [biased_emissions(model, contig_emissions(
+            model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.overlap,
+            cfg.annotate.batch_size)) for s in grp]
+        L = torch.tensor([e.shape[0] for e in ems])
+        T = int(L.max())
+        em = torch.zeros((len(ems), T, ems[0].shape[1]))
+        for b, e in enumerate(ems):
+            em[b, :e.shape[0]] = e
+        em, L = em.to(dev), L.to(dev)
+        codes = encode_sequences([src.genome.fetch(s) for s in grp], T).to(dev)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            cons = head.constraints(em, codes, L)
+        torch.cuda.synchronize()
+        print(f"batch B={len(grp)} T={T}: constraints {time.perf_counter() - t0:.3f} s", flush=True)
+        yield em, L, cons
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--genome", default=str(ROOT.parent / "shared/data/dmel_augustus/test.fa.gz"))
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--warps", default="2,4")
+    ap.add_argument("--chunks", default="auto,seq")
+    args = ap.parse_args()
+    dev = torch.device("cuda")
+    model, _ = load_model(args.model, device="cuda")
+    head = model.head
+    data = list(batches(model, args.genome, dev))
+
+    def run(em, L, cons, what, chunk):
+        x, inputs = head.expand(em), head.crf_inputs()
+        fn = gk.semicrf_viterbi if what == "viterbi" else gk.posteriors_and_logz
+        out = fn(x, lengths=L, **inputs, **cons, chunk=chunk)
+        torch.cuda.synchronize()
+        return out
+
+    for warps in args.warps.split(","):
+        os.environ["GENOSEG_NUM_WARPS"] = warps
+        for mode in args.chunks.split(","):
+            total = 0.0
+            for em, L, cons in data:
+                T = em.shape[1]
+                chunk = None if mode == "auto" else -(-T // 32) * 32
+                for what in ("viterbi", "posteriors"):
+                    run(em, L, cons, what, chunk)  # compiles
+                    t0 = time.perf_counter()
+                    run(em, L, cons, what, chunk)
+                    dt = time.perf_counter() - t0
+                    total += dt
+                    stats = gk.last_stats()
+                    key = "viterbi" if what == "viterbi" else "forward"
+                    print(f"warps={warps} chunks={mode} B={em.shape[0]} T={T} {what}: {dt:.3f} s, "
+                          f"passes {stats[key]['passes']} of chunk {stats[key]['chunk']}",
+                          flush=True)
+            print(f"== warps={warps} chunks={mode}: total {total:.2f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
