@@ -147,9 +147,8 @@ def semicrf_outside_kernel(
             ok = (rows < R1) & (dm1 < K) & (dm1 <= t)
             s_pos = t - dm1
             m2 = ok[:, None] & cmask[None, :]
-            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
-            m2 = m2 & (dur != NEG)  # forbidden (duration, label): nothing to read (see scan.py)
             x = tl.load(wring + rows[:, None] * ROW + cc[None, :], mask=m2, other=NEG)
+            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
             x = x + dur + mu[None, :] * (dm1 + 1).to(tl.float32)[:, None]
             if HAS_ME:
                 me = tl.load(me_ptr + seq + s_pos[:, None] * C + cc[None, :], mask=m2, other=0)
@@ -171,9 +170,8 @@ def semicrf_outside_kernel(
             s_pos = t - dm1
             m2 = ok[:, None] & cmask[None, :]
             offs = rows[:, None] * ROW + cc[None, :]
-            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
-            m2 = m2 & (dur != NEG)  # and nothing to add to
             x = tl.load(wring + offs, mask=m2, other=NEG)
+            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
             x = x + dur + mu[None, :] * (dm1 + 1).to(tl.float32)[:, None]
             if HAS_ME:
                 me = tl.load(me_ptr + seq + s_pos[:, None] * C + cc[None, :], mask=m2, other=0)

@@ -141,11 +141,8 @@ def semicrf_scan_kernel(
             ok = (rows < R1) & (dm1 < K) & (dm1 <= t)
             s_pos = t - dm1
             m2 = ok[:, None] & cmask[None, :]
-            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
-            # A forbidden (duration, label) reads nothing more: grammars forbid most of them
-            # (the phase head allows 3,109 of its 150 x 80).
-            m2 = m2 & (dur != NEG)
             x = tl.load(ring + rows[:, None] * ROW + cc[None, :], mask=m2, other=NEG)
+            dur = tl.load(dur_ptr + dm1[:, None] * C + cc[None, :], mask=m2, other=NEG)
             x = x + dur + mu[None, :] * (dm1 + 1).to(tl.float32)[:, None]
             if HAS_ME:
                 me = tl.load(me_ptr + b64 * T * C + s_pos[:, None] * C + cc[None, :], mask=m2,
