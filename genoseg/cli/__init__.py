@@ -81,6 +81,13 @@ def parse_sequences(text: str | None) -> tuple[str, ...]:
     return names
 
 
+def _is_gpu_out_of_memory(exc: BaseException) -> bool:
+    """torch's CUDA out-of-memory error (not a bug: the input is too large for the card)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return oom is not None and isinstance(exc, oom)
+
+
 def main(argv=None) -> None:
     """Entry point: run the CLI, turning user-fixable errors into one line and exit status 1."""
     from genoseg.errors import GenosegError
@@ -104,6 +111,12 @@ def main(argv=None) -> None:
     except BrokenPipeError:
         sys.exit(141)
     except Exception as exc:  # a bug: keep the traceback available, but say so in one line
+        if _is_gpu_out_of_memory(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(f"genoseg: error: out of GPU memory ({first[:160]}): too large for this "
+                       "card (annotate: fewer or shorter contigs, or no --posteriors; train: a "
+                       "smaller [train] batch_size or window), or use --device cpu", err=True)
+            sys.exit(1)
         if os.environ.get("GENOSEG_DEBUG"):
             raise
         click.echo(f"genoseg: internal error: {type(exc).__name__}: {exc} "

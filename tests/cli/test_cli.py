@@ -973,6 +973,22 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
+def test_gpu_out_of_memory_is_a_one_line_error(mini, tmp_path, monkeypatch):
+    """A CUDA out-of-memory error is the input's size, not a bug: one line, exit status 1."""
+    import torch
+
+    from genoseg.annotate import pipeline
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(pipeline, "annotate", too_big)
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "x.gff3")
+    line = assert_one_line_error(code, stdout, stderr)
+    assert code == 1 and "out of GPU memory" in line and "80.00 GiB" in line
+    assert not (tmp_path / "x.gff3").exists()
+
+
 def test_lean_viterbi_choice():
     """Long phase contigs: lean on a CPU (posteriors there an error) and on a GPU unless
     posteriors are asked for; short contigs and other grammars never."""
