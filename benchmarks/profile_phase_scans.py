@@ -21,7 +21,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))
-from genoseg.annotate.pipeline import PACK_CELLS, biased_emissions, contig_emissions  # noqa: E402
+from genoseg.annotate.pipeline import (  # noqa: E402
+    PACK_CELLS, biased_emissions, contig_emissions, pack_contigs)
 from genoseg.crf.backend import _import_kernels  # noqa: E402
 from genoseg.crf.phase_head import encode_sequences  # noqa: E402
 from genoseg.inputs import InputSource  # noqa: E402
@@ -34,16 +35,7 @@ def batches(model, genome, dev):
     head, cfg = model.head, model.config
     src = InputSource(genome, None, (), 0, False)
     lengths = src.lengths
-    pack = PACK_CELLS // head.C_expanded
-    groups, cur, longest = [], [], 0
-    for s in sorted(lengths, key=lambda s: lengths[s]):
-        if cur and max(longest, lengths[s]) * (len(cur) + 1) > pack:
-            groups.append(cur)
-            cur, longest = [], 0
-        cur.append(s)
-        longest = max(longest, lengths[s])
-    groups.append(cur)
-    for grp in groups:
+    for grp in pack_contigs(lengths, PACK_CELLS // head.C_expanded):
         ems = [biased_emissions(model, contig_emissions(
             model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.overlap,
             cfg.annotate.batch_size)) for s in grp]

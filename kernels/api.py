@@ -8,8 +8,7 @@ transition, duration, initial and final label) is a sum of those masses, and non
 depends on a global normaliser, so they stay accurate at any sequence length.
 
 Viterbi: the max-plus scan stores only back-pointers (best previous label per start, best
-duration per end) and each chunk's end state, and ``traceback.py`` walks
-them chunk-parallel.
+duration per end) and each chunk's end state, and ``traceback.py`` walks them chunk-parallel.
 """
 
 from __future__ import annotations

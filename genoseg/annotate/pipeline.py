@@ -221,20 +221,9 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     bar = tqdm(total=summary.bases, unit="bp", unit_scale=True, desc="annotate",
                file=sys.stderr, disable=not progress, dynamic_ncols=True)
     results: dict[str, ContigResult] = {}
-    # Pack contigs of similar length: the CRF scan costs per position of the longest one.
-    order = sorted(lengths, key=lambda s: lengths[s])
     pack_positions = max(1, _pack_cells(device) // getattr(model.head, "C_expanded",
                                                            model.head.C))
-    groups, current, longest = [], [], 0
-    for seqid in order:
-        n = lengths[seqid]
-        if current and max(longest, n) * (len(current) + 1) > pack_positions:
-            groups.append(current)
-            current, longest = [], 0
-        current.append(seqid)
-        longest = max(longest, n)
-    if current:
-        groups.append(current)
+    groups = pack_contigs(lengths, pack_positions)
     phase = getattr(model.head, "grammar_name", None) == "phase"
     on_cpu = torch.device(device).type == "cpu" and crf.resolve(device) == "cpu"
     for group in groups:
@@ -271,6 +260,23 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     summary.seconds = time.perf_counter() - t_start
     summary.segments = sum(len(r.segments) for r in ordered)
     return summary
+
+
+def pack_contigs(lengths: dict[str, int], pack_positions: int) -> list[list[str]]:
+    """Contigs grouped into CRF batches of at most ``pack_positions`` padded positions (a lone
+    longer contig is a batch of its own). Similar lengths go together, shortest first: the CRF
+    scan costs per position of a batch's longest contig."""
+    groups, current, longest = [], [], 0
+    for seqid in sorted(lengths, key=lambda s: lengths[s]):
+        n = lengths[seqid]
+        if current and max(longest, n) * (len(current) + 1) > pack_positions:
+            groups.append(current)
+            current, longest = [], 0
+        current.append(seqid)
+        longest = max(longest, n)
+    if current:
+        groups.append(current)
+    return groups
 
 
 def takes_lean_viterbi(phase: bool, on_cpu: bool, length: int, want_posteriors: bool,

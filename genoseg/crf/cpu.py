@@ -33,13 +33,12 @@ stores only its back-pointers, 2 T C int32.
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from genoseg.crf import reference
+from genoseg.crf.threads import map_sequences
 
 try:
     import numba
@@ -449,24 +448,6 @@ class _Sequences:
                         self.inp.K)
 
 
-def _cores() -> int:
-    """Cores this process may use (``taskset`` and cgroup-pinned runs included)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _per_sequence(fn, B: int) -> list:
-    """[fn(0), ..., fn(B - 1)], the sequences spread over the available cores: the numba loops
-    release the GIL (``nogil=True``), so threads run them in parallel."""
-    workers = min(B, _cores())
-    if workers <= 1:
-        return [fn(b) for b in range(B)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, range(B)))
-
-
 def _out_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -476,7 +457,7 @@ def _marginals(seqs: _Sequences):
         score, W, alpha, _, _ = seqs.forward(b, False, True)
         return score, (seqs.outside(b, W, alpha) if math.isfinite(score) else None)
 
-    results = _per_sequence(one, len(seqs.lengths))
+    results = map_sequences(one, len(seqs.lengths))
     return np.array([r[0] for r in results], dtype=np.float64), [r[1] for r in results]
 
 
@@ -495,7 +476,7 @@ class _LogPartition(torch.autograd.Function):
                                    end_bias)]
         # Store the forward's messages only when a backward will read them.
         store = any(ctx.needs_input_grad)
-        runs = _per_sequence(lambda b: seqs.forward(b, False, store), len(seqs.lengths))
+        runs = map_sequences(lambda b: seqs.forward(b, False, store), len(seqs.lengths))
         ctx.runs = runs if store else None
         logz = np.array([r[0] for r in runs])
         return torch.from_numpy(logz).to(_out_dtype(emissions.dtype))
@@ -521,7 +502,7 @@ class _LogPartition(torch.autograd.Function):
             return dict(zip(("em", "sb", "eb", "trans", "dur", "init", "final"),
                             seqs.outside(b, W, alpha)))
 
-        for b, part in enumerate(_per_sequence(outside, B)):
+        for b, part in enumerate(map_sequences(outside, B)):
             if part is None:
                 continue
             for name, x in g.items():
@@ -556,7 +537,7 @@ def semicrf_viterbi(emissions, transitions, durations, lengths=None, *, init=Non
         return score, torch.from_numpy(
             _traceback(bp_prev, bp_dur, alpha[0], seqs.final, seqs.lengths[b]))
 
-    results = _per_sequence(one, len(seqs.lengths))
+    results = map_sequences(one, len(seqs.lengths))
     return (torch.tensor([r[0] for r in results], dtype=_out_dtype(emissions.dtype)),
             [r[1] for r in results])
 

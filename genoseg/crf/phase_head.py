@@ -20,8 +20,6 @@ start a sequence (a window or contig may cut a run anywhere); only a last piece 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from torch import nn
 
 from genoseg.crf import backend as crf
 from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs, nll_of_possible
+from genoseg.crf.threads import map_sequences
 from genoseg.labels import codons
 from genoseg.labels.phase_crf import SITES, PhaseGrammar
 from genoseg.labels.scheme import GENE_LABELS, LabelScheme
@@ -148,11 +147,7 @@ class PhaseGeneHead(nn.Module):
             return g.sequence_columns(codes_np[b, :lens[b]])
 
         # The sequence work is numpy on the host, one sequence per thread.
-        if B > 1:
-            with ThreadPoolExecutor(max_workers=min(B, os.cpu_count() or 1)) as pool:
-                per_seq = list(pool.map(columns, range(B)))
-        else:
-            per_seq = [columns(0)]
+        per_seq = map_sequences(columns, B)
         gathered = {}
         for key, neutral in (("start_ok", True), ("end_ok", True), ("start_gc", False),
                              ("end_gc", False), ("max_end", T)):
