@@ -138,11 +138,13 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
         if sequences is None:
             raise ValueError("the phase grammar needs the contigs' sequences")
         codes = encode_sequences(sequences, T).to(device)
+        complete = model.config.annotate.gene_model == "complete"
         with torch.no_grad():  # built once for both passes
             cons = head.constraints(em, codes, lengths_d)
         scores, paths, run_labels = head.decode(em, lengths_d, with_labels=True,
-                                                constraints=cons)
-        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, constraints=cons)
+                                                constraints=cons, complete_genes=complete)
+        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, constraints=cons,
+                                                           complete_genes=complete)
     else:
         scores, paths = head.decode(em, lengths_d)
         label_post, boundary_post, log_z = head.posteriors(em, lengths_d)
@@ -314,7 +316,8 @@ def _lean_contig(model, source, seqid: str, length: int, device, cfg) -> ContigR
         model, source, seqid, length, device, cfg.annotate.window, cfg.annotate.overlap,
         cfg.annotate.batch_size))
     codes = codons.encode(source.genome.fetch(seqid))
-    score, segments, run_labels = phase_viterbi.decode(model.head, em, codes)
+    score, segments, run_labels = phase_viterbi.decode(
+        model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete")
     del em
     if not np.isfinite(score):
         raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "

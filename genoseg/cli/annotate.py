@@ -37,9 +37,14 @@ import click
               help="Gene models: nats per base added to the intergenic score (overrides the "
                    "model's [annotate] intergenic_bias). Higher: shorter, more separate genes; "
                    "lower: longer genes.")
+@click.option("--gene-model", type=click.Choice(["complete", "partial"]), default=None,
+              help="Gene models: complete (every contig starts and ends between genes) or "
+                   "partial (a contig end may cut a gene, as in a draft assembly; cut genes go "
+                   "to the BED only). Default: the model's [annotate] gene_model, complete "
+                   "unless set.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
-             device, backend, intergenic_bias, quiet):
+             device, backend, intergenic_bias, gene_model, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -65,6 +70,15 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
 
         net.config = override(net.config, {"annotate.intergenic_bias": intergenic_bias},
                               label="--intergenic-bias")
+    if gene_model is not None:
+        from genoseg.config import override
+
+        if net.config.crf.grammar != "phase":
+            raise click.UsageError("--gene-model applies to gene-grammar models (crf grammar "
+                                   f"'phase'); this model's grammar is "
+                                   f"'{net.config.crf.grammar}'")
+        net.config = override(net.config, {"annotate.gene_model": gene_model},
+                              label="--gene-model")
     to_stdout = gff3 is None and bed is None and posteriors is None
     with tempfile.TemporaryDirectory() as tmp:
         target = str(Path(tmp) / "out.gff3") if to_stdout else gff3

@@ -148,9 +148,11 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
     return best, out
 
 
-def decode(head, emissions: torch.Tensor, codes: np.ndarray) -> tuple[float, np.ndarray, list]:
+def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: bool = False
+           ) -> tuple[float, np.ndarray, list]:
     """Viterbi of ONE sequence under a ``PhaseGeneHead``: (score, class rows (n, 3) [start,
-    end, class], run labels), as ``head.decode(..., with_labels=True)`` gives for it.
+    end, class], run labels), as ``head.decode(..., with_labels=True,
+    complete_genes=complete_genes)`` gives for it.
 
     emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8.
     """
@@ -171,7 +173,7 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray) -> tuple[float, np.
     del cols
     index = g.column_index()
     with torch.no_grad():
-        inputs = {k: v.detach().double().cpu().numpy() for k, v in head.crf_inputs().items()}
+        inputs = {k: v.detach().double().cpu().numpy() for k, v in head.crf_inputs(complete_genes).items()}
     trans = inputs["transitions"]
     pred_ptr, pred_idx = _finite_columns(trans)  # the finite transitions into each state
     pred_w = trans[pred_idx, np.repeat(np.arange(g.C), np.diff(pred_ptr))]

@@ -75,9 +75,21 @@ RESUMABLE_CHANGES = ("steps", "device")
 
 
 def _resume_key(table: dict) -> dict:
-    table = dict(table)
-    table["train"] = {k: v for k, v in table["train"].items() if k not in RESUMABLE_CHANGES}
-    return table
+    """What a resumed run must share with its checkpoint: the config without the resumable
+    train keys and without [annotate] (it does not touch training). A key the checkpoint's
+    config lacks (added to genoseg since) counts with its default value."""
+    from genoseg.config import _SECTIONS
+
+    out = {}
+    for name, value in table.items():
+        if name == "annotate":
+            continue
+        if name in _SECTIONS:
+            value = {**dataclasses.asdict(_SECTIONS[name]()), **value}
+            value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+        out[name] = value
+    out["train"] = {k: v for k, v in out["train"].items() if k not in RESUMABLE_CHANGES}
+    return out
 
 
 def config_digest(cfg: GenosegConfig) -> str:
@@ -100,6 +112,7 @@ def _config_changes(old: dict | None, new: dict) -> str:
     """'[train] steps 2 -> 4, ...': what differs between two ``to_dict`` configs ('' if unknown)."""
     if not old:
         return ""  # a checkpoint from before configs were stored in it
+    old, new = _resume_key(old), _resume_key(new)
     changes = []
     for section in sorted(set(old) | set(new)):
         a, b = old.get(section, {}), new.get(section, {})
@@ -108,8 +121,6 @@ def _config_changes(old: dict | None, new: dict) -> str:
                 changes.append("[scheme] differs")
             continue
         for key in sorted(set(a) | set(b)):
-            if section == "train" and key in RESUMABLE_CHANGES:
-                continue
             if a.get(key) != b.get(key):
                 changes.append(f"[{section}] {key} {a.get(key)!r} -> {b.get(key)!r}")
     return ", ".join(changes[:3]) + (", ..." if len(changes) > 3 else "")
@@ -136,6 +147,35 @@ def _lr_factor(step: int, total: int, warmup: int = 50) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class WeightAverage:
+    """An exponential moving average of a model's floating-point weights (parameters and
+    buffers), held in a copy of the model so it can be evaluated and saved as one. The decay
+    warms up as (1 + step) / (10 + step), so the average does not drag the random start along."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        import copy
+
+        self.decay = float(decay)
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        own = self.model.state_dict()
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                own[name].lerp_(value, 1.0 - d)
+            else:
+                own[name].copy_(value)
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state)
 
 
 def _to_device(batch, device):
@@ -225,6 +265,7 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     init = _initial_weights(model, init_from) if init_from else None
     model.to(device)
     model.train()
+    averaged = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
     # Two rates: the encoder's, and a larger one for the CRF head (no weight decay there: it would
     # pull transition and duration scores towards 0, i.e. towards the flat prior).
     optim = torch.optim.AdamW([
@@ -252,6 +293,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
             raise GenosegError(f"{ckpt_path}: checkpoint was not started from {init_from}; use a "
                                "new output directory or delete the checkpoint to start over")
         model.load_state_dict(ckpt["model"])
+        if averaged is not None:
+            averaged.load_state_dict(ckpt["averaged"])
         optim.load_state_dict(ckpt["optim"])
         sched.load_state_dict(ckpt["sched"])
         sampler.set_state(ckpt["sampler"])
@@ -269,6 +312,7 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
         with atomic_path(ckpt_path) as tmp:
             torch.save({"config_digest": digest, "config": cfg.to_dict(),
                         "model": model.state_dict(),
+                        **({"averaged": averaged.state_dict()} if averaged else {}),
                         "optim": optim.state_dict(), "sched": sched.state_dict(),
                         "sampler": sampler.state(), "torch_rng": torch.get_rng_state(),
                         "state": state}, tmp)
@@ -276,13 +320,14 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
     def validate():
         if not val_windows:
             return None
-        metrics = evaluate(model, source, labels, val_windows, device, tc.batch_size)
+        judged = averaged.model if averaged else model
+        metrics = evaluate(judged, source, labels, val_windows, device, tc.batch_size)
         metrics["step"] = state["step"]
         state["history"].append(metrics)
         if state["best"] is None or metrics["val_nll_per_base"] < state["best"]["val_nll_per_base"]:
             state["best"] = metrics
             state["best_weights"] = {k: v.detach().cpu().clone()
-                                     for k, v in model.state_dict().items()}
+                                     for k, v in judged.state_dict().items()}
         return metrics
 
     from tqdm import tqdm
@@ -300,6 +345,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optim.step()
         sched.step()
+        if averaged is not None:
+            averaged.update(model, state["step"])
         state["step"] += 1
         state["impossible"] += n_bad
         state["seconds"] += time.perf_counter() - t0
@@ -322,6 +369,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
 
     if state["best_weights"] is not None:
         model.load_state_dict(state["best_weights"])
+    elif averaged is not None:
+        model.load_state_dict(averaged.model.state_dict())
     metrics = {
         "steps": state["step"],
         "train_loss_per_base": state.get("train_loss"),
