@@ -108,6 +108,8 @@ min_length = 3
         ('[train]\ndevice = "tpu"\n', ["[train] device"]),
         ("[annotate]\noverlap = 100\n", ["[annotate] overlap", "receptive_field"]),
         ("[annotate]\nwindow = 1000\n", ["[annotate] overlap", "window"]),
+        ('[annotate]\ngene_model = "whole"\n', ["[annotate] gene_model", "complete, partial"]),
+        ("[train]\nema_decay = 1.0\n", ["[train] ema_decay", "[0, 1)"]),
         ("train = 3\n", ["[train]", "expected a table"]),
     ],
 )

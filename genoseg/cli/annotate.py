@@ -73,8 +73,10 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     if gene_model is not None:
         from genoseg.config import override
 
+        from genoseg.errors import InputError
+
         if net.config.crf.grammar != "phase":
-            raise click.UsageError("--gene-model applies to gene-grammar models (crf grammar "
+            raise InputError("--gene-model applies to gene-grammar models (crf grammar "
                                    f"'phase'); this model's grammar is "
                                    f"'{net.config.crf.grammar}'")
         net.config = override(net.config, {"annotate.gene_model": gene_model},

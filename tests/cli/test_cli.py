@@ -443,6 +443,29 @@ def test_intergenic_bias_trades_genes_for_intergenic_sequence(mini, tmp_path):
     assert not (tmp_path / "bad.gff3").exists()
 
 
+def test_gene_model_complete_keeps_contig_ends_intergenic(mini, tiny_model, tmp_path):
+    """By default (complete gene models) every contig starts and ends between genes: the
+    posteriors give intergenic probability 1 at both ends. --gene-model partial lets a contig
+    end cut a gene; both write valid GFF3. On a model without gene grammar it is a one-line
+    error."""
+    import h5py
+
+    for mode in ("complete", "partial"):
+        out = tmp_path / f"{mode}.gff3"
+        invoke("annotate", mini["fa"], "-o", out, "-q", "--gene-model", mode,
+               "--posteriors", tmp_path / mode)
+        check_gff3(out, fasta_lengths(mini["fa"]))
+    with h5py.File(tmp_path / "complete.h5") as h5:
+        for seqid in fasta_lengths(mini["fa"]):
+            post = h5[seqid]["label_posterior"][:]
+            assert post[0, 0] == pytest.approx(1.0, abs=1e-3), seqid
+            assert post[-1, 0] == pytest.approx(1.0, abs=1e-3), seqid
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-m", tiny_model, "-o",
+                                    tmp_path / "generic.gff3", "--gene-model", "partial")
+    assert "--gene-model" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "generic.gff3").exists()
+
+
 def test_biased_emissions_shifts_the_intergenic_column_only(tiny_model):
     import torch
 
@@ -523,6 +546,64 @@ def test_interrupted_training_resumes_to_the_same_weights(mini, tiny_model, tmp_
     assert resumed.keys() == straight.keys()
     for key in straight:
         assert np.array_equal(resumed[key].numpy(), straight[key].numpy()), key
+
+
+def test_weight_average_resumes_to_the_same_weights(mini, tmp_path, monkeypatch):
+    """[train] ema_decay: the averaged weights are checkpointed, so a run interrupted after its
+    step-2 checkpoint and resumed writes the same model as one straight run; the written
+    weights are the average, not the last step's."""
+    import torch
+
+    from genoseg.training.data import WindowSampler
+
+    config = tmp_path / "ema.toml"
+    text = TINY_CONFIG.read_text().replace('file = "../schemes/',
+                                           f'file = "{REPO}/configs/schemes/')
+    config.write_text(text.replace("[train]\n", "[train]\nema_decay = 0.5\n"))
+    args = ["train", "-g", mini["fa"], "-a", mini["gff3"], "-c", config, "-q"]
+    invoke(*args, "-o", tmp_path / "straight")
+    real_batch = WindowSampler.batch
+    calls = {"n": 0}
+
+    def dies_at_step_3(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_batch(self, batch_size)
+
+    monkeypatch.setattr(WindowSampler, "batch", dies_at_step_3)
+    assert CliRunner().invoke(cli, [str(a) for a in [*args, "-o", tmp_path / "resumed"]]
+                              ).exit_code != 0
+    monkeypatch.setattr(WindowSampler, "batch", real_batch)
+    invoke(*args, "-o", tmp_path / "resumed")
+    straight, resumed = (_state(tmp_path / d / "weights.pt") for d in ("straight", "resumed"))
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), key
+    ckpt = torch.load(tmp_path / "straight" / "checkpoint.pt", map_location="cpu",
+                      weights_only=False)
+    last, averaged = ckpt["model"], ckpt["averaged"]
+    weights = [k for k in last if last[k].is_floating_point()]
+    assert any(not torch.equal(last[k], averaged[k]) for k in weights)
+    best_step = ckpt["state"]["best"]["step"]
+    if best_step == 4:  # the model written is the average at its best validation step
+        assert all(torch.equal(averaged[k], straight[k]) for k in weights)
+
+
+def test_checkpoint_from_before_a_new_config_key_resumes(mini, tiny_model, tmp_path):
+    """A checkpoint whose stored config lacks keys added to genoseg since (here
+    [train] ema_decay and [annotate] gene_model) resumes when the new keys hold their
+    defaults."""
+    import torch
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    del ckpt["config"]["train"]["ema_decay"]
+    del ckpt["config"]["annotate"]["gene_model"]
+    torch.save(ckpt, out / "checkpoint.pt")
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", out, "-q",
+           "--steps", "6")
+    assert json.loads((out / "model.json").read_text())["metrics"]["steps"] == 6
 
 
 def test_rerun_after_completion_is_a_no_op(mini, tiny_model, tmp_path, monkeypatch):

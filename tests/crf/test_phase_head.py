@@ -162,6 +162,46 @@ def test_random_scores_decode_to_valid_gene_models():
     assert n_genes >= 5
 
 
+def test_complete_genes_start_and_end_between_genes():
+    """complete_genes=True: every path starts and ends in intergenic sequence, so a gene cut by
+    a sequence end cannot be decoded; the posteriors agree (intergenic at both ends), and the
+    best score is never above that of free ends. A record cut inside a planted gene's intron
+    shows the difference: free ends decode the cut gene, complete ones do not."""
+    rng = np.random.default_rng(11)
+    seq, tx = _plant_gene(rng, [40, 62, 3], [30, 25], "+", flank=30)
+    cut = tx.cds[0][1] + 10  # inside the first intron
+    seq = seq[cut:]
+    head = _zero_head(K=20)
+    T = len(seq)
+    gold = torch.from_numpy(transcripts_to_labels([tx], "s", T + cut, SCHEME))[None, cut:]
+    steer = torch.nn.functional.one_hot(gold, 5).double() * 4.0
+    emissions = torch.cat([steer, torch.zeros(1, T, 8, dtype=torch.float64)], dim=-1)
+    codes = encode_sequences([seq], T)
+    free_score, free_rows = head.decode(emissions, codes=codes)
+    score, rows = head.decode(emissions, codes=codes, complete_genes=True)
+    assert int(free_rows[0][0, 2]) == 2  # free ends: the record starts in the cut gene's intron
+    assert int(rows[0][0, 2]) == 0 and int(rows[0][-1, 2]) == 0
+    assert float(score[0]) < float(free_score[0]) - 1.0
+    label_post, _, _ = head.posteriors(emissions, codes=codes, complete_genes=True)
+    assert float(label_post[0, 0, 0]) == pytest.approx(1.0, abs=1e-9)
+    assert float(label_post[0, -1, 0]) == pytest.approx(1.0, abs=1e-9)
+    # Random scores, several sequences: both ends intergenic every time.
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.5)
+    seqs = ["".join(rng.choice(list("ACGT"), 300)) for _ in range(3)]
+    emissions = torch.randn(3, 300, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(5))
+    emissions[..., 1:] += 1.0  # against intergenic
+    codes = encode_sequences(seqs, 300)
+    free_score, free_rows = head.decode(emissions, codes=codes)
+    score, rows = head.decode(emissions, codes=codes, complete_genes=True)
+    assert any(int(r[0, 2]) != 0 or int(r[-1, 2]) != 0 for r in free_rows)
+    for r in rows:
+        assert int(r[0, 2]) == 0 and int(r[-1, 2]) == 0
+    assert bool((score <= free_score + 1e-9).all())
+
+
 @pytest.mark.parametrize("strand", ["+", "-"])
 @pytest.mark.parametrize("frame", [0, 1, 2])
 def test_piece_max_end_matches_brute_force(strand, frame):

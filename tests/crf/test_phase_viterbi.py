@@ -17,8 +17,9 @@ pytestmark = pytest.mark.skipif(not phase_viterbi.available(), reason="needs num
 SCHEME = load_scheme(Path(__file__).resolve().parents[2] / "configs/schemes/gene_basic.toml")
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_lean_viterbi_equals_the_reference(seed):
+@pytest.mark.parametrize("seed,complete_genes", [(0, False), (1, False), (2, False), (0, True),
+                                                 (3, True)])
+def test_lean_viterbi_equals_the_reference(seed, complete_genes):
     torch.manual_seed(seed)
     head = PhaseGeneHead(SCHEME, K=18, min_intron=8).double()
     with torch.no_grad():
@@ -35,8 +36,10 @@ def test_lean_viterbi_equals_the_reference(seed):
     emissions[..., 1] += 1.5  # exons, so that genes appear
     emissions[..., 3] += 1.5
     with crf.use("torch"):
-        scores, rows, labels = head.decode(emissions, codes=codes, with_labels=True)
-    score, lean_rows, lean_labels = phase_viterbi.decode(head, emissions[0], codes[0].numpy())
+        scores, rows, labels = head.decode(emissions, codes=codes, with_labels=True,
+                                           complete_genes=complete_genes)
+    score, lean_rows, lean_labels = phase_viterbi.decode(head, emissions[0], codes[0].numpy(),
+                                                         complete_genes=complete_genes)
     assert score == pytest.approx(float(scores[0]), rel=1e-9, abs=1e-9)
     np.testing.assert_array_equal(lean_rows, rows[0].numpy())
     assert lean_labels == labels[0]
