@@ -139,12 +139,8 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
             raise ValueError("the phase grammar needs the contigs' sequences")
         codes = encode_sequences(sequences, T).to(device)
         complete = model.config.annotate.gene_model == "complete"
-        with torch.no_grad():  # built once for both passes
-            cons = head.constraints(em, codes, lengths_d)
-        scores, paths, run_labels = head.decode(em, lengths_d, with_labels=True,
-                                                constraints=cons, complete_genes=complete)
-        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, constraints=cons,
-                                                           complete_genes=complete)
+        scores, paths, run_labels, label_post, boundary_post, log_z = \
+            head.decode_and_posteriors(em, lengths_d, codes=codes, complete_genes=complete)
     else:
         scores, paths = head.decode(em, lengths_d)
         label_post, boundary_post, log_z = head.posteriors(em, lengths_d)

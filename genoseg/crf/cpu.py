@@ -561,6 +561,42 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
             torch.from_numpy(logz).to(dt))
 
 
+@torch.no_grad()
+def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, init=None,
+                          final=None, start_bias=None, end_bias=None, max_end=None):
+    """Viterbi and marginals of one batch from ONE preparation of the inputs (annotate asks for
+    both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward pass).
+
+    Returns (scores (B,), list of B (n, 3) int64 segments, logZ (B,), label marginals
+    (B, T, C), end marginals (B, T, C)): the first two as ``semicrf_viterbi``; the marginals are
+    the gradients of logZ with respect to the emissions and the end bias (float64; zero for a
+    sequence without any valid segmentation)."""
+    seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
+                       end_bias, max_end))
+    B, T, C = seqs.em.shape
+    label_marg = np.zeros((B, T, C))
+    end_marg = np.zeros((B, T, C))
+
+    def one(b):
+        score, _, alpha, bp_prev, bp_dur = seqs.forward(b, True, True)
+        if not math.isfinite(score):
+            return score, torch.zeros((0, 3), dtype=torch.int64), NEG
+        path = torch.from_numpy(_traceback(bp_prev, bp_dur, alpha[0], seqs.final,
+                                           seqs.lengths[b]))
+        del alpha, bp_prev, bp_dur
+        logz, W, alpha, _, _ = seqs.forward(b, False, True)
+        if math.isfinite(logz):
+            part = seqs.outside(b, W, alpha)
+            label_marg[b], end_marg[b] = part[0], part[2]
+        return score, path, logz
+
+    results = map_sequences(one, B)
+    dt = _out_dtype(emissions.dtype)
+    return (torch.tensor([r[0] for r in results], dtype=dt), [r[1] for r in results],
+            torch.tensor([r[2] for r in results], dtype=dt), torch.from_numpy(label_marg),
+            torch.from_numpy(end_marg))
+
+
 def semicrf_posteriors(emissions, transitions, durations, lengths=None, *, init=None, final=None,
                        start_bias=None, end_bias=None, max_end=None):
     """(label_post, boundary_post): as ``reference.semicrf_posteriors``."""

@@ -321,6 +321,38 @@ class PhaseGeneHead(nn.Module):
         boundary_post = (grad_eb.nan_to_num(0.0) * self.is_last).sum(dim=-1)
         return label_post, boundary_post, log_z.detach()
 
+    @torch.no_grad()
+    def decode_and_posteriors(self, emissions: torch.Tensor, lengths: torch.Tensor | None = None,
+                              *, codes: torch.Tensor | None = None,
+                              constraints: dict | None = None, complete_genes: bool = False):
+        """``decode(..., with_labels=True)`` and ``posteriors(...)`` of one batch: (scores, rows,
+        run labels, label_post, boundary_post, log_z). Under the compiled CPU backend both come
+        from one preparation of the (B, T, 80) inputs (``cpu.viterbi_and_marginals``), which
+        saves a sixth of a CPU annotate; elsewhere it is the two calls."""
+        B, T, _ = self._check(emissions)
+        lengths = self._lengths(lengths, B, T, emissions.device)
+        cons = self._constraints_for(emissions, codes, lengths, constraints)
+        if crf.resolve(emissions.device) != "cpu":
+            scores, rows, run_labels = self.decode(emissions, lengths, with_labels=True,
+                                                   constraints=cons,
+                                                   complete_genes=complete_genes)
+            return (scores, rows, run_labels,
+                    *self.posteriors(emissions, lengths, constraints=cons,
+                                     complete_genes=complete_genes))
+        from genoseg.crf import cpu
+
+        inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
+        scores, paths, log_z, label_marg, end_marg = cpu.viterbi_and_marginals(
+            self.expand(emissions), lengths=lengths, **inputs, **cons)
+        runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
+        dt = emissions.dtype
+        # The expansion's adjoint: a class's posterior sums those of its states.
+        label_post = label_marg.new_zeros(B, T, N_CLASSES).index_add_(
+            -1, self.class_of.cpu(), label_marg).to(dt)
+        boundary_post = (end_marg * self.is_last.cpu()).sum(dim=-1).to(dt)
+        return (scores, [r[0] for r in runs], [r[1] for r in runs], label_post, boundary_post,
+                log_z)
+
     def _lengths(self, lengths, B, T, dev) -> torch.Tensor:
         if lengths is None:
             return torch.full((B,), T, dtype=torch.int64, device=dev)

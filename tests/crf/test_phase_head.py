@@ -162,6 +162,45 @@ def test_random_scores_decode_to_valid_gene_models():
     assert n_genes >= 5
 
 
+@pytest.mark.parametrize("complete_genes", [False, True])
+def test_decode_and_posteriors_in_one_preparation_matches_the_two_calls(complete_genes):
+    """On the compiled CPU backend, decode_and_posteriors prepares the batch once; it returns
+    what decode(with_labels=True) and posteriors return under the float64 reference."""
+    from genoseg.crf import backend as crf
+    from genoseg.crf import cpu
+
+    if not cpu.available():
+        pytest.skip("needs numba")
+    rng = np.random.default_rng(4)
+    head = _zero_head(K=24)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0.0, 0.5)
+    seqs = ["".join(_plant_gene(rng, [30, 45, 21], [25, 31], st, flank=40)[0]
+                    for st in ("+", "-")) for _ in range(3)]
+    T = max(map(len, seqs))
+    lengths = torch.tensor([len(x) for x in seqs[:2]] + [T - 37])
+    codes = encode_sequences(seqs, T)
+    emissions = torch.randn(3, T, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(2))
+    emissions[..., 1] += 1.0
+    emissions[..., 3] += 1.0
+    with crf.use("torch"):
+        scores, rows, labels = head.decode(emissions, lengths, codes=codes, with_labels=True,
+                                           complete_genes=complete_genes)
+        post = head.posteriors(emissions, lengths, codes=codes, complete_genes=complete_genes)
+    with crf.use("cpu"):
+        got = head.decode_and_posteriors(emissions, lengths, codes=codes,
+                                         complete_genes=complete_genes)
+    torch.testing.assert_close(got[0], scores, rtol=1e-10, atol=1e-10)
+    for a, b in zip(got[1], rows):
+        assert torch.equal(a, b)
+    assert got[2] == labels
+    assert sum(lab not in (None, "intergenic") for run in labels for lab in run) >= 2
+    for a, b in zip(got[3:], post):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_complete_genes_start_and_end_between_genes():
     """complete_genes=True: every path starts and ends in intergenic sequence, so a gene cut by
     a sequence end cannot be decoded; the posteriors agree (intergenic at both ends), and the
