@@ -563,38 +563,40 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
 
 @torch.no_grad()
 def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, init=None,
-                          final=None, start_bias=None, end_bias=None, max_end=None):
+                          final=None, start_bias=None, end_bias=None, max_end=None,
+                          reduce=None):
     """Viterbi and marginals of one batch from ONE preparation of the inputs (annotate asks for
     both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward pass).
 
-    Returns (scores (B,), list of B (n, 3) int64 segments, logZ (B,), label marginals
-    (B, T, C), end marginals (B, T, C)): the first two as ``semicrf_viterbi``; the marginals are
-    the gradients of logZ with respect to the emissions and the end bias (float64; zero for a
-    sequence without any valid segmentation)."""
+    Returns (scores (B,), list of B (n, 3) int64 segments, logZ (B,), list of B marginals):
+    the first two as ``semicrf_viterbi``; a sequence's marginals are the gradients of its logZ
+    with respect to the emissions and the end bias, (L, C) float64 arrays each, or what
+    ``reduce(label_marg, end_marg)`` makes of them on the worker thread (annotate keeps only
+    per-class sums); None for a sequence without any valid segmentation."""
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end))
-    B, T, C = seqs.em.shape
-    label_marg = np.zeros((B, T, C))
-    end_marg = np.zeros((B, T, C))
 
     def one(b):
         score, _, alpha, bp_prev, bp_dur = seqs.forward(b, True, True)
         if not math.isfinite(score):
-            return score, torch.zeros((0, 3), dtype=torch.int64), NEG
+            return score, torch.zeros((0, 3), dtype=torch.int64), NEG, None
         path = torch.from_numpy(_traceback(bp_prev, bp_dur, alpha[0], seqs.final,
                                            seqs.lengths[b]))
         del alpha, bp_prev, bp_dur
         logz, W, alpha, _, _ = seqs.forward(b, False, True)
+        marginals = None
         if math.isfinite(logz):
             part = seqs.outside(b, W, alpha)
-            label_marg[b], end_marg[b] = part[0], part[2]
-        return score, path, logz
+            L = seqs.lengths[b]
+            marginals = (part[0][:L], part[2][:L])
+            if reduce is not None:
+                marginals = reduce(*marginals)
+        return score, path, logz, marginals
 
-    results = map_sequences(one, B)
+    results = map_sequences(one, len(seqs.lengths))
     dt = _out_dtype(emissions.dtype)
     return (torch.tensor([r[0] for r in results], dtype=dt), [r[1] for r in results],
-            torch.tensor([r[2] for r in results], dtype=dt), torch.from_numpy(label_marg),
-            torch.from_numpy(end_marg))
+            torch.tensor([r[2] for r in results], dtype=dt), [r[3] for r in results])
 
 
 def semicrf_posteriors(emissions, transitions, durations, lengths=None, *, init=None, final=None,
