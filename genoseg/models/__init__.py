@@ -132,6 +132,68 @@ def save_model_dir(model, out_dir: str | os.PathLike, metadata: dict[str, Any],
     return out
 
 
+def average_models(paths: list[str | os.PathLike], out_dir: str | os.PathLike,
+                   command: str = "") -> Path:
+    """Write the weight average of models of one architecture (a "model soup" of runs that
+    share their starting weights) to ``out_dir``; the config (and so its [annotate] settings)
+    is the first model's. Returns the output directory.
+
+    Averaging weights, not outputs, keeps annotate at one model's cost; it suits runs
+    fine-tuned from the same weights, whose average lies in the same basin."""
+    import datetime as _dt
+
+    torch, _ = _torch_modules()
+    import genoseg
+
+    if len(paths) < 2:
+        raise ModelError("averaging needs at least two models")
+    loaded = [load_model(p) for p in paths]
+    first, first_meta = loaded[0]
+    base = first.config.to_dict()
+    states = [m.state_dict() for m, _ in loaded]
+    for (model, _), path, state in zip(loaded[1:], paths[1:], states[1:]):
+        other = model.config.to_dict()
+        for section in ("scheme", "encoder", "crf"):
+            # Dropout is a training setting, not part of the architecture.
+            if {k: v for k, v in other[section].items() if k != "dropout"} != \
+                    {k: v for k, v in base[section].items() if k != "dropout"}:
+                raise ModelError(f"{path}: [{section}] differs from {paths[0]}'s; only models of "
+                                 "one architecture can be averaged")
+    average = {}
+    for key, value in states[0].items():
+        if value.is_floating_point():
+            average[key] = sum(s[key].double() for s in states).div(len(states)).to(value.dtype)
+        elif all(torch.equal(s[key], value) for s in states):
+            average[key] = value
+        else:
+            raise ModelError(f"{paths[1]}: integer tensor {key} differs from {paths[0]}'s")
+    first.load_state_dict(average)
+    sources = [{"path": str(resolve_model_dir(p)), "weights_sha256": meta.get("weights_sha256"),
+                "steps": meta.get("metrics", {}).get("steps"),
+                "best_validation": meta.get("metrics", {}).get("best_validation"),
+                "command": meta.get("command")}
+               for p, (_, meta) in zip(paths, loaded)]
+    meta = {
+        "genoseg_version": genoseg.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": first_meta.get("status", "trained"),
+        "summary": f"weight average of {len(paths)} models: "
+                   + first_meta.get("summary", "").split(", trained on")[0],
+        "command": command,
+        "averaged_from": sources,
+        "training_data": first_meta.get("training_data"),
+        "inputs": first_meta.get("inputs"),
+        "torch_version": torch.__version__,
+    }
+    lines = [f"# genoseg model: weight average of {len(paths)} models", "",
+             "The element-wise mean of the weights of these models (same architecture); the "
+             "config is the first one's.", ""]
+    for src in sources:
+        lines.append(f"- `{src['path']}` (weights sha256 {str(src['weights_sha256'])[:12]}..., "
+                     f"{src['steps']} steps): `{src['command']}`")
+    return save_model_dir(first, out_dir, meta, "\n".join(lines) + "\n")
+
+
 def list_models() -> list[dict[str, Any]]:
     """Shipped models: name, path and the summary line of their metadata."""
     out = []

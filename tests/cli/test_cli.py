@@ -876,6 +876,37 @@ def test_subprocess_models_show_unknown():
 # genoseg models
 
 
+def test_models_average_writes_the_mean_of_the_weights(mini, tiny_model, tmp_path):
+    """genoseg models average: the element-wise mean of the weights of models of one
+    architecture, loadable and usable by annotate, with its sources in model.json; one model,
+    or models of different architectures, are a one-line error that writes nothing."""
+    import torch
+
+    other = tmp_path / "seed7"
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", other, "-q",
+           "--seed", "7")
+    out = tmp_path / "soup"
+    invoke("models", "average", tiny_model, other, "-o", out)
+    a, b, mean = (_state(d / "weights.pt") for d in (tiny_model, other, out))
+    assert a.keys() == mean.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    for key in a:
+        if a[key].is_floating_point():
+            expect = ((a[key].double() + b[key].double()) / 2).to(a[key].dtype)
+            assert torch.allclose(mean[key], expect, rtol=0, atol=1e-7), key
+    meta = json.loads((out / "model.json").read_text())
+    assert [src["weights_sha256"] for src in meta["averaged_from"]] == [
+        sha256(tiny_model / "weights.pt"), sha256(other / "weights.pt")]
+    invoke("annotate", mini["fa"], "-m", out, "-o", tmp_path / "soup.gff3", "-q")
+    check_gff3(tmp_path / "soup.gff3", fasta_lengths(mini["fa"]))
+    code, stdout, stderr = run_main("models", "average", tiny_model, "-o", tmp_path / "one")
+    assert "at least two" in assert_one_line_error(code, stdout, stderr)
+    code, stdout, stderr = run_main("models", "average", tiny_model, DEFAULT_MODEL, "-o",
+                                    tmp_path / "mixed")
+    assert "architecture" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "one").exists() and not (tmp_path / "mixed").exists()
+
+
 def test_models_list():
     result = invoke("models", "list")
     lines = [line for line in result.stdout.splitlines() if line]
