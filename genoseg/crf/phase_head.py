@@ -173,17 +173,21 @@ class PhaseGeneHead(nn.Module):
                 # max_end >= T means no limit (the grammar uses a huge sentinel): clip to T
                 # before narrowing to int32.
                 host[b, :lens[b]] = np.minimum(cols[key], T) if key == "max_end" else cols[key]
-            gathered[key] = torch.from_numpy(host).to(dev).index_select(
-                -1, getattr(self, f"column_{key}"))
+            if key == "max_end" and dev.type == "cpu":
+                host = host.astype(np.int64)  # already <= T: no clamp needed
+            gathered[key] = _gather_last(torch.from_numpy(host).to(dev),
+                                         getattr(self, f"column_{key}"))
         ok_s, ok_e = gathered["start_ok"], gathered["end_ok"]
         gc_s, gc_e = gathered["start_gc"], gathered["end_gc"]
-        max_end = gathered["max_end"].to(torch.int64).clamp(max=T)
+        max_end = gathered["max_end"]
+        if dev.type != "cpu":
+            max_end = max_end.to(torch.int64).clamp(max=T)
         sites = emissions[..., N_CLASSES:]
         sites = torch.cat([sites, sites.new_zeros(B, T, 1)], dim=-1)
         neg = torch.full((), -math.inf, dtype=emissions.dtype, device=dev)
 
         def bias(ok, gc, channel):
-            score = sites[..., channel]
+            score = _gather_last(sites, channel)
             score = score + torch.where(gc, self.gc_donor.to(score.dtype),
                                         torch.zeros((), dtype=score.dtype, device=dev))
             return torch.where(ok, score, neg)
@@ -379,6 +383,19 @@ class PhaseGeneHead(nn.Module):
         return (f"grammar='phase', classes={self.C}, states={self.C_expanded}, K={self.K}, "
                 f"min_intron={self.grammar.min_intron}"
                 + (", flat_long_runs=True" if self.flat_long_runs else ""))
+
+
+def _gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(-1, index)`` for a (B, T, n) tensor. On a CPU torch gathers along the
+    last dimension element by element (0.55 s for 8 x 60,000 x 80 bools, 1.1 s for int64, on
+    one core); numpy's take does it in 0.04-0.1 s. With autograd (training on a CPU) rows of
+    the (n, B, T) transpose are selected instead (about 2 times faster)."""
+    if x.device.type != "cpu":
+        return x.index_select(-1, index)
+    if not x.requires_grad:  # numpy's take copies whole runs: about 15 times faster
+        return torch.from_numpy(np.take(x.numpy(), index.numpy(), axis=-1))
+    rows = x.permute(2, 0, 1).contiguous().index_select(0, index)
+    return rows.permute(1, 2, 0).contiguous()
 
 
 def encode_sequences(seqs: list[str], T: int) -> torch.Tensor:

@@ -341,3 +341,26 @@ def test_violations_flags_a_codon_split_by_an_intron():
     problems = violations(codes, [(e0, e0 + 2, "initial-:2")])
     assert any("too short" in p for p in problems), problems
     assert codons.site_masks(codes)["start_codon_minus"][e0 + 1]  # the mask alone is fooled
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int64, torch.float64])
+@pytest.mark.parametrize("grad", [False, True])
+def test_gather_last_is_index_select(dtype, grad):
+    """The CPU gather of per-state columns (numpy take, or whole rows of the transpose under
+    autograd) equals index_select along the last dimension, gradients included."""
+    from genoseg.crf.phase_head import _gather_last
+
+    if grad and dtype != torch.float64:
+        pytest.skip("gradients need floats")
+    x = (torch.rand(3, 17, 9, dtype=torch.float64) * 5).to(dtype)
+    index = torch.tensor([0, 8, 3, 3, 1, 8, 2])
+    if grad:
+        x.requires_grad_(True)
+    got, expect = _gather_last(x, index), x.index_select(-1, index)
+    assert got.shape == (3, 17, 7) and got.is_contiguous()
+    assert torch.equal(got, expect)
+    if grad:
+        w = torch.randn(3, 17, 7, dtype=torch.float64)
+        g1, = torch.autograd.grad((got * w).sum(), x)
+        g2, = torch.autograd.grad((expect * w).sum(), x)
+        assert torch.equal(g1, g2)
