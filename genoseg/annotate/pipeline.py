@@ -142,8 +142,8 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
         scores, paths, run_labels, label_post, boundary_post, log_z = \
             head.decode_and_posteriors(em, lengths_d, codes=codes, complete_genes=complete)
     else:
-        scores, paths = head.decode(em, lengths_d)
-        label_post, boundary_post, log_z = head.posteriors(em, lengths_d)
+        scores, paths, label_post, boundary_post, log_z = head.decode_and_posteriors(
+            em, lengths_d)
     results = []
     for b in range(len(emissions)):
         L = int(lengths[b])

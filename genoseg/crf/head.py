@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -440,6 +441,42 @@ class SemiCRFHead(nn.Module):
         label_post = label_post.nan_to_num(0.0)
         boundary_post = end_post[..., :self.C].nan_to_num(0.0).sum(dim=-1)
         return label_post, boundary_post, log_z.detach()
+
+    @torch.no_grad()
+    def decode_and_posteriors(self, emissions: torch.Tensor,
+                              lengths: torch.Tensor | None = None, **constraints: torch.Tensor):
+        """``decode`` and ``posteriors`` of one batch: (scores, paths, label_post,
+        boundary_post, log_z). Under the compiled CPU backend both come from one preparation of
+        the inputs (``cpu.viterbi_and_marginals``); elsewhere it is the two calls."""
+        if crf.resolve(emissions.device) != "cpu":
+            scores, paths = self.decode(emissions, lengths, **constraints)
+            return (scores, paths, *self.posteriors(emissions, lengths, **constraints))
+        from genoseg.crf import cpu
+
+        self._check(emissions, constraints)
+        B, T, _ = emissions.shape
+        expanded = self.expand_constraints(constraints)
+        inputs = {k: v.detach() for k, v in self.crf_inputs().items()}
+        class_of = self.class_of.cpu().numpy()
+        C = self.C
+
+        def to_classes(label_marg, end_marg):
+            # The expansion's adjoint: a class's posterior sums those of its labels (X and X*);
+            # a run ends where one of the first C labels (never a full piece) ends.
+            label = np.zeros((label_marg.shape[0], C))
+            for state, cls in enumerate(class_of):
+                label[:, cls] += label_marg[:, state]
+            return label, end_marg[:, :C].sum(axis=1)
+
+        scores, paths, log_z, marginals = cpu.viterbi_and_marginals(
+            self.expand(emissions), lengths=lengths, **inputs, **expanded, reduce=to_classes)
+        label_post = torch.zeros(B, T, C, dtype=emissions.dtype)
+        boundary_post = torch.zeros(B, T, dtype=emissions.dtype)
+        for b, m in enumerate(marginals):
+            if m is not None:
+                label_post[b, :len(m[0])] = torch.from_numpy(m[0])
+                boundary_post[b, :len(m[1])] = torch.from_numpy(m[1])
+        return (scores, [self._to_classes(p) for p in paths], label_post, boundary_post, log_z)
 
     def _logz(self, emissions: torch.Tensor, lengths: torch.Tensor,
               constraints: dict[str, torch.Tensor]) -> torch.Tensor:

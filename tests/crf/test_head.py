@@ -489,3 +489,35 @@ def test_training_a_toy_problem_reduces_the_loss():
         losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("with_constraints", [False, True])
+def test_decode_and_posteriors_in_one_preparation_matches_the_two_calls(with_constraints):
+    """On the compiled CPU backend, decode_and_posteriors prepares the batch once; it returns
+    what decode and posteriors return under the float64 reference (tiled labels included)."""
+    from genoseg.crf import backend as crf
+    from genoseg.crf import cpu
+
+    if not cpu.available():
+        pytest.skip("needs numba")
+    head = SemiCRFHead(tiled_scheme(K=5, m_a=1, m_b=2, max_b=4)).double()
+    randomise(head, seed=3)
+    gen = torch.Generator().manual_seed(7)
+    B, T = 3, 40
+    em = torch.randn(B, T, 3, generator=gen, dtype=torch.float64)
+    lengths = torch.tensor([40, 33, 17])
+    constraints = {}
+    if with_constraints:
+        constraints = {"start_bias": torch.randn(B, T, 3, generator=gen, dtype=torch.float64),
+                       "end_bias": torch.randn(B, T, 3, generator=gen, dtype=torch.float64)}
+        constraints["start_bias"][:, 5:9, 1] = -math.inf
+    with crf.use("torch"):
+        scores, paths = head.decode(em, lengths, **constraints)
+        post = head.posteriors(em, lengths, **constraints)
+    with crf.use("cpu"):
+        got = head.decode_and_posteriors(em, lengths, **constraints)
+    torch.testing.assert_close(got[0], scores, rtol=1e-10, atol=1e-10)
+    assert all(torch.equal(a, b) for a, b in zip(got[1], paths))
+    assert any(len(p) > 3 for p in paths)
+    for a, b in zip(got[2:], post):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
