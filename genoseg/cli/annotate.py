@@ -65,22 +65,17 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     dev = pick_device(device)
     crf.resolve(dev, backend)  # an unusable --backend fails before the model is loaded
     net, meta = load_model(model, device=str(dev))
-    if intergenic_bias is not None:
+    if intergenic_bias is not None or gene_model is not None:
         from genoseg.config import override
-
-        net.config = override(net.config, {"annotate.intergenic_bias": intergenic_bias},
-                              label="--intergenic-bias")
-    if gene_model is not None:
-        from genoseg.config import override
-
         from genoseg.errors import InputError
 
-        if net.config.crf.grammar != "phase":
-            raise InputError("--gene-model applies to gene-grammar models (crf grammar "
-                                   f"'phase'); this model's grammar is "
-                                   f"'{net.config.crf.grammar}'")
-        net.config = override(net.config, {"annotate.gene_model": gene_model},
-                              label="--gene-model")
+        if gene_model is not None and net.config.crf.grammar != "phase":
+            raise InputError(f"--gene-model applies to gene-grammar models (crf grammar "
+                             f"'phase'); this model's grammar is '{net.config.crf.grammar}'")
+        for option, key, value in (("--intergenic-bias", "intergenic_bias", intergenic_bias),
+                                   ("--gene-model", "gene_model", gene_model)):
+            if value is not None:
+                net.config = override(net.config, {f"annotate.{key}": value}, label=option)
     to_stdout = gff3 is None and bed is None and posteriors is None
     with tempfile.TemporaryDirectory() as tmp:
         target = str(Path(tmp) / "out.gff3") if to_stdout else gff3

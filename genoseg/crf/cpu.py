@@ -564,17 +564,22 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
 @torch.no_grad()
 def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, init=None,
                           final=None, start_bias=None, end_bias=None, max_end=None,
-                          reduce=None):
-    """Viterbi and marginals of one batch from ONE preparation of the inputs (annotate asks for
-    both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward pass).
+                          class_of, boundary_states):
+    """Viterbi and class posteriors of one batch from ONE preparation of the inputs (annotate
+    asks for both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward
+    pass), for a head whose C labels expand a smaller class space.
 
-    Returns (scores (B,), list of B (n, 3) int64 segments, logZ (B,), list of B marginals):
-    the first two as ``semicrf_viterbi``; a sequence's marginals are the gradients of its logZ
-    with respect to the emissions and the end bias, (L, C) float64 arrays each, or what
-    ``reduce(label_marg, end_marg)`` makes of them on the worker thread (annotate keeps only
-    per-class sums); None for a sequence without any valid segmentation."""
+    ``class_of`` (C,): each label's class; ``boundary_states`` (C,) bool: the labels whose
+    segment end is a run boundary. Returns (scores (B,), list of B (n, 3) int64 segments in
+    label space, logZ (B,), label_post (B, T, n_classes), boundary_post (B, T)): the first two
+    as ``semicrf_viterbi``; a class's posterior sums those of its labels, the boundary
+    posterior the end marginals of ``boundary_states`` (both gradients of logZ, reduced per
+    sequence on its worker thread; 0 past a length and where no segmentation is valid)."""
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end))
+    class_of = np.asarray(class_of)
+    boundary_states = np.asarray(boundary_states, dtype=bool)
+    n_classes = int(class_of.max()) + 1
 
     def one(b):
         score, _, alpha, bp_prev, bp_dur = seqs.forward(b, True, True)
@@ -584,19 +589,27 @@ def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, in
                                            seqs.lengths[b]))
         del alpha, bp_prev, bp_dur
         logz, W, alpha, _, _ = seqs.forward(b, False, True)
-        marginals = None
-        if math.isfinite(logz):
-            part = seqs.outside(b, W, alpha)
-            L = seqs.lengths[b]
-            marginals = (part[0][:L], part[2][:L])
-            if reduce is not None:
-                marginals = reduce(*marginals)
-        return score, path, logz, marginals
+        if not math.isfinite(logz):
+            return score, path, logz, None
+        part = seqs.outside(b, W, alpha)
+        L = seqs.lengths[b]
+        label = np.zeros((L, n_classes))
+        for state, cls in enumerate(class_of):
+            label[:, cls] += part[0][:L, state]
+        return score, path, logz, (label, part[2][:L, boundary_states].sum(axis=1))
 
     results = map_sequences(one, len(seqs.lengths))
+    B, T, _ = seqs.em.shape
     dt = _out_dtype(emissions.dtype)
+    label_post = torch.zeros(B, T, n_classes, dtype=emissions.dtype)
+    boundary_post = torch.zeros(B, T, dtype=emissions.dtype)
+    for b, (_, _, _, marginals) in enumerate(results):
+        if marginals is not None:
+            L = len(marginals[0])
+            label_post[b, :L] = torch.from_numpy(marginals[0])
+            boundary_post[b, :L] = torch.from_numpy(marginals[1])
     return (torch.tensor([r[0] for r in results], dtype=dt), [r[1] for r in results],
-            torch.tensor([r[2] for r in results], dtype=dt), [r[3] for r in results])
+            torch.tensor([r[2] for r in results], dtype=dt), label_post, boundary_post)
 
 
 def semicrf_posteriors(emissions, transitions, durations, lengths=None, *, init=None, final=None,

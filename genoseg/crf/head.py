@@ -454,28 +454,13 @@ class SemiCRFHead(nn.Module):
         from genoseg.crf import cpu
 
         self._check(emissions, constraints)
-        B, T, _ = emissions.shape
-        expanded = self.expand_constraints(constraints)
         inputs = {k: v.detach() for k, v in self.crf_inputs().items()}
-        class_of = self.class_of.cpu().numpy()
-        C = self.C
-
-        def to_classes(label_marg, end_marg):
-            # The expansion's adjoint: a class's posterior sums those of its labels (X and X*);
-            # a run ends where one of the first C labels (never a full piece) ends.
-            label = np.zeros((label_marg.shape[0], C))
-            for state, cls in enumerate(class_of):
-                label[:, cls] += label_marg[:, state]
-            return label, end_marg[:, :C].sum(axis=1)
-
-        scores, paths, log_z, marginals = cpu.viterbi_and_marginals(
-            self.expand(emissions), lengths=lengths, **inputs, **expanded, reduce=to_classes)
-        label_post = torch.zeros(B, T, C, dtype=emissions.dtype)
-        boundary_post = torch.zeros(B, T, dtype=emissions.dtype)
-        for b, m in enumerate(marginals):
-            if m is not None:
-                label_post[b, :len(m[0])] = torch.from_numpy(m[0])
-                boundary_post[b, :len(m[1])] = torch.from_numpy(m[1])
+        # A run ends where one of the first C labels ends (never a full piece X*).
+        boundary_states = np.arange(self.C_expanded) < self.C
+        scores, paths, log_z, label_post, boundary_post = cpu.viterbi_and_marginals(
+            self.expand(emissions), lengths=lengths, **inputs,
+            **self.expand_constraints(constraints), class_of=self.class_of.cpu().numpy(),
+            boundary_states=boundary_states)
         return (scores, [self._to_classes(p) for p in paths], label_post, boundary_post, log_z)
 
     def _logz(self, emissions: torch.Tensor, lengths: torch.Tensor,

@@ -346,25 +346,10 @@ class PhaseGeneHead(nn.Module):
         from genoseg.crf import cpu
 
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
-        class_of = self.class_of.cpu().numpy()
-        is_last = self.is_last.cpu().numpy()
-
-        def to_classes(label_marg, end_marg):
-            # The expansion's adjoint: a class's posterior sums those of its states.
-            label = np.zeros((label_marg.shape[0], N_CLASSES))
-            for state, cls in enumerate(class_of):
-                label[:, cls] += label_marg[:, state]
-            return label, end_marg[:, is_last].sum(axis=1)
-
-        scores, paths, log_z, marginals = cpu.viterbi_and_marginals(
-            self.expand(emissions), lengths=lengths, **inputs, **cons, reduce=to_classes)
+        scores, paths, log_z, label_post, boundary_post = cpu.viterbi_and_marginals(
+            self.expand(emissions), lengths=lengths, **inputs, **cons,
+            class_of=self.class_of.cpu().numpy(), boundary_states=self.is_last.cpu().numpy())
         runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
-        label_post = torch.zeros(B, T, N_CLASSES, dtype=emissions.dtype)
-        boundary_post = torch.zeros(B, T, dtype=emissions.dtype)
-        for b, m in enumerate(marginals):
-            if m is not None:
-                label_post[b, :len(m[0])] = torch.from_numpy(m[0])
-                boundary_post[b, :len(m[1])] = torch.from_numpy(m[1])
         return (scores, [r[0] for r in runs], [r[1] for r in runs], label_post, boundary_post,
                 log_z)
 

@@ -151,7 +151,7 @@ def average_models(paths: list[str | os.PathLike], out_dir: str | os.PathLike,
     first, first_meta = loaded[0]
     base = first.config.to_dict()
     states = [m.state_dict() for m, _ in loaded]
-    for (model, _), path, state in zip(loaded[1:], paths[1:], states[1:]):
+    for (model, _), path in zip(loaded[1:], paths[1:]):
         other = model.config.to_dict()
         for section in ("scheme", "encoder", "crf"):
             # Dropout is a training setting, not part of the architecture.
@@ -163,10 +163,11 @@ def average_models(paths: list[str | os.PathLike], out_dir: str | os.PathLike,
     for key, value in states[0].items():
         if value.is_floating_point():
             average[key] = sum(s[key].double() for s in states).div(len(states)).to(value.dtype)
-        elif all(torch.equal(s[key], value) for s in states):
-            average[key] = value
-        else:
-            raise ModelError(f"{paths[1]}: integer tensor {key} differs from {paths[0]}'s")
+            continue
+        for path, state in zip(paths[1:], states[1:]):
+            if not torch.equal(state[key], value):
+                raise ModelError(f"{path}: integer tensor {key} differs from {paths[0]}'s")
+        average[key] = value
     first.load_state_dict(average)
     sources = [{"path": str(resolve_model_dir(p)), "weights_sha256": meta.get("weights_sha256"),
                 "steps": meta.get("metrics", {}).get("steps"),
