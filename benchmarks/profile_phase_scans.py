@@ -3,7 +3,11 @@ each batch, per warp count and chunking. Prints; writes no rows. Reads a genome 
 fly test records in ../shared/data, which the test suite never needs).
 
     python benchmarks/profile_phase_scans.py [--genome ../shared/data/dmel_augustus/test.fa.gz]
-        [--model default] [--warps 2,4] [--chunks auto,seq]
+        [--model default] [--warps 2,4] [--chunks auto,seq] [--windows dense,sparse]
+        [--what viterbi,posteriors,logz_grad]
+
+``--windows``: the dense kernels or the sparse-window ones (``GENOSEG_SPARSE`` = 0 / 1), side by
+side in one run. ``logz_grad`` is a training step's CRF part: log Z and its backward.
 
 Batches are packed as `genoseg annotate` packed them before it sized batches by GPU memory
 (PACK_CELLS per batch), so that the per-batch rows stay comparable with NOTES_semicrf.md entry 8
@@ -60,6 +64,8 @@ def main():
     ap.add_argument("--model", default="default")
     ap.add_argument("--warps", default="2,4")
     ap.add_argument("--chunks", default="auto,seq")
+    ap.add_argument("--windows", default="dense,sparse")
+    ap.add_argument("--what", default="viterbi,posteriors")
     args = ap.parse_args()
     dev = torch.device("cuda")
     model, _ = load_model(args.model, device="cuda")
@@ -68,30 +74,40 @@ def main():
 
     def run(em, L, cons, what, chunk):
         x, inputs = head.expand(em), head.crf_inputs()
+        if what == "logz_grad":
+            x = x.detach().requires_grad_(True)
+            gk.semicrf_logz(x, lengths=L, **inputs, **cons, chunk=chunk).sum().backward()
+            torch.cuda.synchronize()
+            return None
         fn = gk.semicrf_viterbi if what == "viterbi" else gk.posteriors_and_logz
         out = fn(x, lengths=L, **inputs, **cons, chunk=chunk)
         torch.cuda.synchronize()
         return out
 
-    for warps in args.warps.split(","):
-        os.environ["GENOSEG_NUM_WARPS"] = warps
-        for mode in args.chunks.split(","):
-            total = 0.0
-            for em, L, cons in data:
-                T = em.shape[1]
-                chunk = None if mode == "auto" else -(-T // 32) * 32
-                for what in ("viterbi", "posteriors"):
-                    run(em, L, cons, what, chunk)  # compiles
-                    t0 = time.perf_counter()
-                    run(em, L, cons, what, chunk)
-                    dt = time.perf_counter() - t0
-                    total += dt
-                    stats = gk.last_stats()
-                    key = "viterbi" if what == "viterbi" else "forward"
-                    print(f"warps={warps} chunks={mode} B={em.shape[0]} T={T} {what}: {dt:.3f} s, "
-                          f"passes {stats[key]['passes']} of chunk {stats[key]['chunk']}",
-                          flush=True)
-            print(f"== warps={warps} chunks={mode}: total {total:.2f} s", flush=True)
+    for window in args.windows.split(","):
+        os.environ["GENOSEG_SPARSE"] = {"dense": "0", "sparse": "1"}[window]
+        for warps in args.warps.split(","):
+            if warps == "auto":
+                os.environ.pop("GENOSEG_NUM_WARPS", None)
+            else:
+                os.environ["GENOSEG_NUM_WARPS"] = warps
+            for mode in args.chunks.split(","):
+                total = 0.0
+                for em, L, cons in data:
+                    T = em.shape[1]
+                    chunk = None if mode == "auto" else -(-T // 32) * 32
+                    for what in args.what.split(","):
+                        run(em, L, cons, what, chunk)  # compiles
+                        t0 = time.perf_counter()
+                        run(em, L, cons, what, chunk)
+                        dt = time.perf_counter() - t0
+                        total += dt
+                        stats = gk.last_stats()
+                        key = "viterbi" if what == "viterbi" else "forward"
+                        print(f"{window} warps={warps} chunks={mode} B={em.shape[0]} T={T} "
+                              f"{what}: {dt:.3f} s, passes {stats[key]['passes']} of chunk "
+                              f"{stats[key]['chunk']}", flush=True)
+                print(f"== {window} warps={warps} chunks={mode}: total {total:.2f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from genoseg_kernels import sparse
 from genoseg_kernels.scan import semicrf_scan_kernel
+from genoseg_kernels.scan_sparse import semicrf_sparse_scan_kernel
 
 NEG_INF = float("-inf")
 BLOCK = 32  # positions between re-basings of the prefix sums (as in the reference)
@@ -61,6 +63,12 @@ class Prepared:
     dur: torch.Tensor  # (K, C) float32
     init: torch.Tensor  # (C,)
     final: torch.Tensor  # (C,)
+    # Sparse window (sparse.py), when the -inf pattern of dur and trans makes it pay: the plan,
+    # each cell's score (B, NRP, W) and the transition lists (CB, P), (CB, Q).
+    plan: sparse.SparsePlan | None = None
+    cells: torch.Tensor | None = None
+    tpred: torch.Tensor | None = None
+    tsucc: torch.Tensor | None = None
 
 
 def _check_finite_or_neg_inf(name: str, x: torch.Tensor) -> None:
@@ -154,9 +162,14 @@ def prepare(emissions, transitions, durations, lengths=None, init=None, final=No
     _check_finite_or_neg_inf("transitions", trans)
     dur = durations.to(torch.float32).contiguous()
     _check_finite_or_neg_inf("durations", dur)
-    return Prepared(B=B, T=T, C=C, K=K, lengths=lengths, em=em, mu=mu.contiguous(), sb=sb, eb=eb,
-                    me=me, ms=ms, trans=trans, dur=dur, init=vector("init", init),
-                    final=vector("final", final))
+    p = Prepared(B=B, T=T, C=C, K=K, lengths=lengths, em=em, mu=mu.contiguous(), sb=sb, eb=eb,
+                 me=me, ms=ms, trans=trans, dur=dur, init=vector("init", init),
+                 final=vector("final", final))
+    p.plan = sparse.use_sparse(dur, trans)
+    if p.plan is not None:
+        p.cells = sparse.cell_scores(p.plan, dur, p.mu)
+        p.tpred, p.tsucc = sparse.trans_lists(p.plan, trans)
+    return p
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,6 +209,14 @@ def _tiles(K: int, C: int, outside: bool = False) -> tuple[int, int, int, int]:
         num_warps = 2 if NKT <= 3 else 4
     num_warps = int(os.environ.get("GENOSEG_NUM_WARPS", num_warps))  # for tuning runs
     return CB, KT, NKT, num_warps
+
+
+def _sparse_warps(plan: sparse.SparsePlan) -> int:
+    """Warps of a sparse program: one for a single small tile, else four."""
+    n = int(os.environ.get("GENOSEG_NUM_WARPS", 0))
+    if n:
+        return n
+    return 1 if plan.NRT == 1 and plan.NRP * plan.W <= 512 else 4
 
 
 def choose_chunk(B: int, T: int, K: int, device: torch.device) -> int:
@@ -259,6 +280,11 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = Fal
     NBLK = -(-T // BLOCK)
     CB, KT, NKT, num_warps = _tiles(K, C)
     f32 = dict(dtype=torch.float32, device=dev)
+    plan = p.plan
+    scratch = None
+    if plan is not None:
+        num_warps = _sparse_warps(plan)
+        scratch = torch.empty((B * NC, CB + 2 * plan.NRP), **f32)
     st_in = _flat_guess(B, NC, K, CB, C, chunk, dev)
     st_out = torch.empty_like(st_in)
     growth = torch.zeros((B, NC), dtype=torch.float64, device=dev)
@@ -283,19 +309,27 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = Fal
     limit = max_passes or (NC + 1)
     while True:
         grid = (NC, B)
-        semicrf_scan_kernel[grid](
-            p.em, p.sb if p.sb is not None else dummy_f, p.eb if p.eb is not None else dummy_f,
-            p.me if p.me is not None else dummy_i, p.ms if p.ms is not None else dummy_i,
-            p.trans, p.dur, p.mu, p.init, p.final, p.lengths,
-            st_in, st_out, growth, zend, active,
-            start_out if store else dummy_f, alpha_out if store else dummy_f, norm_out,
-            bp_prev if bp_prev is not None else dummy_i, bp_dur if bp_dur is not None else dummy_i,
-            T, NC, NBLK,
-            chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
-            IS_MAX=is_max, HAS_SB=p.sb is not None, HAS_EB=p.eb is not None,
-            HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store, STORE_BP=store_bp,
-            num_warps=num_warps,
-        )
+        inputs = (p.em, p.sb if p.sb is not None else dummy_f,
+                  p.eb if p.eb is not None else dummy_f,
+                  p.me if p.me is not None else dummy_i, p.ms if p.ms is not None else dummy_i)
+        outputs = (st_in, st_out, growth, zend, active,
+                   start_out if store else dummy_f, alpha_out if store else dummy_f, norm_out,
+                   bp_prev if bp_prev is not None else dummy_i,
+                   bp_dur if bp_dur is not None else dummy_i)
+        flags = dict(IS_MAX=is_max, HAS_SB=p.sb is not None, HAS_EB=p.eb is not None,
+                     HAS_ME=p.me is not None, HAS_MS=p.ms is not None, STORE=store,
+                     STORE_BP=store_bp, num_warps=num_warps)
+        if plan is None:
+            semicrf_scan_kernel[grid](
+                *inputs, p.trans, p.dur, p.mu, p.init, p.final, p.lengths, *outputs,
+                T, NC, NBLK, chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, **flags)
+        else:
+            semicrf_sparse_scan_kernel[grid](
+                *inputs, p.mu, p.init, p.final, p.lengths,
+                plan.pred, p.tpred, plan.row_lab, plan.cell_dm1, p.cells, plan.lab_rows,
+                *outputs, scratch, T, NC, NBLK, chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT,
+                BLOCK=BLOCK, W=plan.W, RT=plan.RT, NRT=plan.NRT, NRP=plan.NRP, RMAX=plan.RMAX,
+                P=plan.P, **flags)
         passes += 1
         if NC == 1:
             break
@@ -353,6 +387,7 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
     """Marginals of every score from the forward's stored messages (``scan(..., store=True)``).
     ``need_sb`` / ``need_eb`` False: leave out the start / end marginals (None)."""
     from genoseg_kernels.outside import semicrf_outside_kernel
+    from genoseg_kernels.outside_sparse import semicrf_sparse_outside_kernel
 
     B, T, C, K = p.B, p.T, p.C, p.K
     dev = p.em.device
@@ -375,8 +410,16 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
     g_em = torch.zeros((B, T, C), **f32)
     g_sb = torch.zeros((B, T, C), **f32) if need_sb else None
     g_eb = torch.zeros((B, T, C), **f32) if need_eb else None
-    g_trans = torch.zeros((B, NC, CB, CB), **f32)
-    g_dur = torch.zeros((B, NC, K, CB), **f32)
+    plan = p.plan
+    if plan is None:
+        g_trans = torch.zeros((B, NC, CB, CB), **f32)
+        g_dur = torch.zeros((B, NC, K, CB), **f32)
+    else:
+        # Per (label, successor) and per allowed cell; scattered to (C, C) and (K, C) below.
+        g_trans = torch.zeros((B, NC, CB, plan.Q), **f32)
+        g_dur = torch.zeros((B, NC, plan.NRP, plan.W), **f32)
+        scratch = torch.empty((B * NC, 4 * CB + 2 * plan.NRP), **f32)
+        num_warps = _sparse_warps(plan)
     g_init = torch.zeros((B, CB), **f32)
     active = exists.to(torch.int32).contiguous()
     dummy_f = torch.empty(1, **f32)
@@ -386,18 +429,25 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
     limit = max_passes or (NC + 1)
     while True:
         g_dur[active.bool()] = 0.0
-        semicrf_outside_kernel[(NC, B)](
-            p.em, p.sb if p.sb is not None else dummy_f,
-            p.me if p.me is not None else dummy_i, p.ms if p.ms is not None else dummy_i,
-            p.trans, p.dur, p.mu, p.final, p.lengths,
-            fwd.start, fwd.alpha, norm,
-            st_in, st_out, wring, active,
-            g_em, g_sb if need_sb else dummy_f, g_eb if need_eb else dummy_f, g_trans, g_dur,
-            g_init, T, NC, NBLK,
-            chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK,
-            HAS_SB=p.sb is not None, HAS_ME=p.me is not None, HAS_MS=p.ms is not None,
-            OUT_SB=need_sb, OUT_EB=need_eb, num_warps=num_warps,
-        )
+        inputs = (p.em, p.sb if p.sb is not None else dummy_f,
+                  p.me if p.me is not None else dummy_i, p.ms if p.ms is not None else dummy_i)
+        flags = dict(HAS_SB=p.sb is not None, HAS_ME=p.me is not None, HAS_MS=p.ms is not None,
+                     OUT_SB=need_sb, OUT_EB=need_eb, num_warps=num_warps)
+        g_bias = (g_sb if need_sb else dummy_f, g_eb if need_eb else dummy_f)
+        if plan is None:
+            semicrf_outside_kernel[(NC, B)](
+                *inputs, p.trans, p.dur, p.mu, p.final, p.lengths,
+                fwd.start, fwd.alpha, norm, st_in, st_out, wring, active,
+                g_em, *g_bias, g_trans, g_dur, g_init, T, NC, NBLK,
+                chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, **flags)
+        else:
+            semicrf_sparse_outside_kernel[(NC, B)](
+                *inputs, p.mu, p.final, p.lengths,
+                plan.pred, p.tpred, plan.succ, p.tsucc, plan.row_lab, plan.cell_dm1, p.cells,
+                plan.lab_rows, fwd.start, fwd.alpha, norm, st_in, st_out, wring, active,
+                scratch, g_em, *g_bias, g_trans, g_dur, g_init, T, NC, NBLK,
+                chunk, K=K, C=C, CB=CB, KT=KT, NKT=NKT, BLOCK=BLOCK, W=plan.W, RT=plan.RT,
+                NRT=plan.NRT, NRP=plan.NRP, RMAX=plan.RMAX, P=plan.P, Q=plan.Q, **flags)
         passes += 1
         if NC == 1:
             break
@@ -419,6 +469,10 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
     idx = (p.lengths - 1)[:, None, None].expand(B, 1, C)
     a_last = torch.gather(fwd.alpha, 1, idx)[:, 0]
     g_final = torch.softmax(a_last + p.final, dim=1).nan_to_num(0.0)
-    return Marginals(em=g_em, sb=g_sb, eb=g_eb, trans=g_trans.sum(dim=1)[:, :C, :C],
-                     dur=g_dur.sum(dim=1)[..., :C], init=g_init[:, :C], final=g_final,
-                     passes=passes, chunk=chunk)
+    if plan is None:
+        m_trans, m_dur = g_trans.sum(dim=1)[:, :C, :C], g_dur.sum(dim=1)[..., :C]
+    else:
+        m_trans = sparse.scatter_trans(plan, g_trans.sum(dim=1), C)
+        m_dur = sparse.scatter_dur(plan, g_dur.sum(dim=1), K, C)
+    return Marginals(em=g_em, sb=g_sb, eb=g_eb, trans=m_trans, dur=m_dur, init=g_init[:, :C],
+                     final=g_final, passes=passes, chunk=chunk)

@@ -6,6 +6,9 @@ scores and probabilities) against float64 truths, which a wrong recursion misses
 magnitude. The same cases as the reference's tests (tests/crf/test_reference.py) are used, so
 every optional input, -inf entries, junk past ragged lengths and invalid sequences are covered.
 Larger shapes, T up to 1e8 and timing are in test_kernels_gpu.py (marked gpu).
+
+Every test runs twice: on the dense kernels and on the sparse-window kernels (``sparse.py``,
+forced with GENOSEG_SPARSE=1), which must give the same results on any model.
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ NEG_INF = float("-inf")
 # On a GPU machine the same tests run the compiled kernels.
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ATOL = 1e-4  # float32 kernel vs float64 truth
+
+
+@pytest.fixture(params=["dense", "sparse"], autouse=True)
+def window(request, monkeypatch):
+    """Both kernel families: the sparse window forced on every model, or never used."""
+    monkeypatch.setenv("GENOSEG_SPARSE", "1" if request.param == "sparse" else "0")
+    return request.param
 
 
 def _np(x):
@@ -207,3 +217,110 @@ def test_chunk_parallel_traceback_is_the_sequential_path(emission_scale, K):
         L = int(lengths[b])
         np.testing.assert_array_equal(labels_of(segs[b].tolist(), L),
                                       labels_of(want_segs[b].tolist(), L))
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparse windows: the plan, and a grammar-like model that fills several rows and tiles
+
+
+def _grammar_like(seed=41, B=2, T=80, C=7, K=40):
+    """Durations allowed every third length for some labels (like exons and codon phase), one
+    length for others (like tiled pieces), all for the rest; a sparse transition graph."""
+    c = make_case(seed, B, T, C, K, ragged=True, max_end=True, scale=0.5)
+    d = torch.arange(K)
+    allowed = torch.zeros(K, C, dtype=torch.bool)
+    allowed[:, 0] = True
+    allowed[(d % 3) == 2, 1] = True
+    allowed[(d % 3) == 0, 2] = True
+    allowed[K - 1, 3] = True
+    allowed[d >= 9, 4] = True
+    allowed[2, 5] = True
+    allowed[:5, 6] = True
+    c["durations"] = c["durations"].masked_fill(~allowed, NEG_INF)
+    edges = [(0, 0), (0, 1), (1, 2), (2, 3), (3, 3), (3, 4), (4, 0), (1, 5), (5, 6), (6, 0),
+             (2, 0), (4, 4)]
+    trans = torch.full((C, C), NEG_INF, dtype=torch.float64)
+    for a, b in edges:
+        trans[a, b] = c["transitions"][a, b]
+    c["transitions"] = trans
+    return c
+
+
+def test_sparse_plan_holds_every_allowed_cell_once():
+    from genoseg_kernels import sparse
+
+    c = _grammar_like()
+    dur, trans = c["durations"].float(), c["transitions"].float()
+    p = sparse.plan(dur, trans)
+    K, C = dur.shape
+    seen = torch.zeros(K, C, dtype=torch.int64)
+    for r in range(p.NRP):
+        for d in p.cell_dm1[r].tolist():
+            if d >= 0:
+                seen[d, int(p.row_lab[r])] += 1
+    assert torch.equal(seen, torch.isfinite(dur).long())
+    assert p.cells == int(torch.isfinite(dur).sum())
+    for lab in range(C):  # a label's rows are its own
+        rows = [r for r in p.lab_rows[lab].tolist() if r >= 0]
+        assert rows and all(int(p.row_lab[r]) == lab for r in rows)
+    preds = {(int(a), lab) for lab in range(C) for a in p.pred[lab].tolist() if a >= 0}
+    succs = {(lab, int(b)) for lab in range(C) for b in p.succ[lab].tolist() if b >= 0}
+    allowed = {(a, b) for a, b in zip(*torch.nonzero(torch.isfinite(trans), as_tuple=True))}
+    allowed = {(int(a), int(b)) for a, b in allowed}
+    assert preds == allowed and succs == allowed
+
+
+def test_sparse_window_is_chosen_only_where_it_pays(monkeypatch):
+    """The gene grammar (80 states, K = 150: 3,109 of 12,000 cells, 228 of 6,400 transitions)
+    takes the sparse window; a dense model, and a small-C model whose dense tile is cheap, keep
+    the dense one."""
+    from genoseg.labels.phase_crf import PhaseGrammar
+    from genoseg_kernels import sparse
+
+    monkeypatch.delenv("GENOSEG_SPARSE")
+    g = PhaseGrammar(150, 40)
+    neg = torch.tensor(NEG_INF)
+    dur = torch.where(torch.from_numpy(g.durations_allowed()), torch.tensor(0.0), neg)
+    trans = torch.where(torch.from_numpy(g.transitions_allowed()), torch.tensor(0.0), neg)
+    p = sparse.use_sparse(dur, trans)
+    assert p is not None and p.cells == 3109
+    assert p.cost(128) < 0.3 * (151 * 128 + 128 * 128)
+    dense = make_case(3, 1, 4, 7, 90)
+    assert sparse.use_sparse(dense["durations"].float(), dense["transitions"].float()) is None
+    small = _grammar_like(K=90)  # 38 % of the cells, but 8 columns: the dense step is cheaper
+    assert sparse.use_sparse(small["durations"].float(), small["transitions"].float()) is None
+
+
+def test_sparse_window_over_several_rows_and_tiles(monkeypatch, window):
+    """Labels spread over several rows and rows over several tiles (small tiles forced), chunked
+    with guessed starts: logZ, every gradient, posteriors and the Viterbi path against the
+    float64 reference."""
+    from genoseg_kernels import sparse
+
+    monkeypatch.setattr(sparse, "TILE_ELEMENTS", 64)
+    c = _grammar_like()
+    if window == "sparse":
+        p = sparse.plan(c["durations"].float(), c["transitions"].float())
+        assert p.NRT > 1 and p.RMAX > 1, (p.NRT, p.RMAX)
+    leaves = {k: c[k].clone().to(DEVICE).requires_grad_(True) for k in PARAMS}
+    logz = kcall(gk.semicrf_logz, c, chunk=32, **leaves)
+    assert torch.isfinite(logz).all()
+    logz.sum().backward()
+    ref_leaves = {k: c[k].clone().requires_grad_(True) for k in PARAMS}
+    want = call(ref.semicrf_logz, c, **ref_leaves)
+    want.sum().backward()
+    _close(logz.detach(), want.detach(), msg="logZ")
+    for k in PARAMS:
+        g_ref = ref_leaves[k].grad.nan_to_num(0.0)  # -inf scores get a 0 gradient
+        _close(leaves[k].grad.nan_to_num(0.0), g_ref, atol=3e-4, msg=f"d logZ / d {k}")
+    post, bpost, _ = kcall(gk.posteriors_and_logz, c, chunk=32)
+    post_ref, bpost_ref = call(ref.semicrf_posteriors, c)
+    _close(post, post_ref, msg="label posteriors")
+    _close(bpost, bpost_ref, msg="boundary posteriors")
+    scores, segs = kcall(gk.semicrf_viterbi, c, chunk=32)
+    scores_ref, segs_ref = call(ref.semicrf_viterbi, c)
+    _close(scores, scores_ref, msg="Viterbi score")
+    for b in range(2):
+        L = lengths_of(c)[b]
+        np.testing.assert_array_equal(labels_of(segs[b].tolist(), L),
+                                      labels_of(segs_ref[b].tolist(), L))

@@ -67,6 +67,60 @@ def test_kernels_match_reference_on_gpu(name):
     B, T, K, C, ragged, extras = SHAPES[name]
     kw, lengths = _model(1, B, T, K, C, ragged=ragged, extras=extras)
     chunk = 1024 if name == "multi_chunk" else None
+    _check_against_reference(name, kw, lengths, chunk)
+
+
+def _gene_grammar_model(seed, B, T):
+    """Random scores on the codon-phase gene grammar's -inf pattern (80 states, K = 150), the
+    model the sparse window exists for, with every optional input."""
+    from genoseg.labels.phase_crf import PhaseGrammar
+
+    g = PhaseGrammar(150, 40)
+    kw, lengths = _model(seed, B, T, 150, g.C, ragged=True, extras=True)
+    neg = torch.tensor(NEG_INF, dtype=torch.float64, device=DEV)
+    kw["durations"] = torch.where(torch.from_numpy(g.durations_allowed()).to(DEV),
+                                  kw["durations"], neg)
+    kw["transitions"] = torch.where(torch.from_numpy(g.transitions_allowed()).to(DEV),
+                                    kw["transitions"], neg)
+    return kw, lengths
+
+
+@pytest.mark.parametrize("chunk", [None, 1024])
+def test_sparse_window_matches_reference_on_gpu(chunk, monkeypatch):
+    """The gene grammar's pattern takes the sparse kernels (automatically) and matches the
+    reference as the dense kernels do; sequential and chunked."""
+    from genoseg_kernels import sparse
+
+    monkeypatch.delenv("GENOSEG_SPARSE", raising=False)
+    kw, lengths = _gene_grammar_model(7, 2, 3000)
+    assert sparse.use_sparse(kw["durations"].float(), kw["transitions"].float()) is not None
+    _check_against_reference(f"gene grammar, chunk {chunk}", kw, lengths, chunk)
+
+
+def test_sparse_and_dense_kernels_agree_on_gpu(monkeypatch):
+    """Same model, both kernel families: log Z, gradients and posteriors to float32 rounding,
+    the same Viterbi score."""
+    kw, lengths = _gene_grammar_model(8, 3, 4000)
+    names = ["emissions", "transitions", "durations", "start_bias", "end_bias"]
+    out = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("GENOSEG_SPARSE", mode)
+        leaves = {k: (v.float() if v.is_floating_point() else v).clone() for k, v in kw.items()}
+        for k in names:
+            leaves[k].requires_grad_(True)
+        z = _call(gk.semicrf_logz, leaves, lengths)
+        z.sum().backward()
+        post, bpost = _call(gk.semicrf_posteriors, kw, lengths, torch.float32)
+        v, _ = _call(gk.semicrf_viterbi, kw, lengths, torch.float32)
+        out[mode] = dict(z=z.detach().double(), post=post, bpost=bpost, v=v.double(),
+                         **{k: leaves[k].grad.nan_to_num(0.0) for k in names})
+    for key in out["0"]:
+        a, b = out["0"][key].double(), out["1"][key].double()
+        scale = b.abs().max().item() + 1.0
+        assert (a - b).abs().max().item() <= 2e-5 * scale, key
+
+
+def _check_against_reference(name, kw, lengths, chunk):
     z64 = _call(ref.semicrf_logz, kw, lengths)
     z32 = _call(ref.semicrf_logz, kw, lengths, torch.float32).double()
     zk = _call(gk.semicrf_logz, kw, lengths, torch.float32, chunk=chunk).double()
