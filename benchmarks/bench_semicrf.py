@@ -20,7 +20,9 @@ failing that, straight from ./kernels.
 Implementations (each in its own try/except: a failure writes a row with its status and the run
 goes on; a lost CUDA context ends the run with the remaining rows marked):
 
-- genoseg:     genoseg_kernels.semicrf_logz / semicrf_viterbi at the full T.
+- genoseg:     genoseg_kernels.semicrf_logz / semicrf_viterbi at the full T (the kernels the
+               model picks: sparse-window ones for a sparse -inf pattern, e.g. --pattern gene).
+- genoseg_dense: the same with the sparse window switched off (GENOSEG_SPARSE=0), for A/B.
 - reference:   genoseg.crf.reference on the GPU (a Python loop over positions, ~0.2 ms each):
                timed at T = --ref-T and scaled linearly to T (column scaled_from_T).
 - flash:       flash-semicrf 0.2.0 `semi_crf_streaming_forward` through its Triton kernels
@@ -95,7 +97,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_SHAPES = "8x1e5x256x16,1x1e7x64x16,1x1e8x64x16,64x1e4x128x16,1x1e5x1000x24,4x5e4x500x11"
 QUICK_SHAPES = "2x300x8x4,1x700x12x5"
-IMPLS = ("genoseg", "reference", "flash", "torchstruct")
+IMPLS = ("genoseg", "genoseg_dense", "reference", "flash", "torchstruct")
 PHASES = ("forward", "fwdbwd", "viterbi")
 COLUMNS = ["date", "gpu_name", "commit", "B", "T", "K", "C", "phase", "impl", "median_ms",
            "positions_per_s", "peak_mem_mb", "floor_ms", "frac_of_floor", "scaled_from_T",
@@ -234,8 +236,10 @@ def device_info(device):
     return info
 
 
-def floor_ms(B, T, K, C, phase, dev):
-    cands = B * T * (K * C + C * C)
+def floor_ms(B, T, K, C, phase, dev, allowed=None):
+    """``allowed``: (cells, transitions) a sparse pattern leaves (default: all K * C, C * C)."""
+    cells, transitions = allowed or (K * C, C * C)
+    cands = B * T * (cells + transitions)
     em_bytes = B * T * C * 4
     sms = dev["sms"] or 132
     if phase == "viterbi":
@@ -268,6 +272,46 @@ def import_genoseg_kernels():
         sys.modules["genoseg_kernels"] = genoseg_kernels
         spec.loader.exec_module(genoseg_kernels)
     return genoseg_kernels
+
+
+def gene_pattern(K, C):
+    """(K, C) and (C, C) bool: the codon-phase gene grammar's allowed durations and transitions
+    (``--pattern gene``; needs C = 80, the grammar's state count)."""
+    import torch
+
+    from genoseg.labels.phase_crf import PhaseGrammar
+
+    g = PhaseGrammar(K, 40)
+    if g.C != C:
+        raise SystemExit(f"bench_semicrf: --pattern gene needs C = {g.C}, got {C}")
+    return (torch.from_numpy(g.durations_allowed()), torch.from_numpy(g.transitions_allowed()))
+
+
+def dense_kernels(mod):
+    """genoseg_kernels with the sparse window switched off (GENOSEG_SPARSE=0) for each call."""
+    class Dense:
+        @staticmethod
+        def _forced(fn, *a, **kw):
+            old = os.environ.get("GENOSEG_SPARSE")
+            os.environ["GENOSEG_SPARSE"] = "0"
+            try:
+                return fn(*a, **kw)
+            finally:
+                if old is None:
+                    os.environ.pop("GENOSEG_SPARSE", None)
+                else:
+                    os.environ["GENOSEG_SPARSE"] = old
+
+        def semicrf_logz(self, *a, **kw):
+            return self._forced(mod.semicrf_logz, *a, **kw)
+
+        def semicrf_viterbi(self, *a, **kw):
+            return self._forced(mod.semicrf_viterbi, *a, **kw)
+
+        def last_stats(self):
+            return mod.last_stats()
+
+    return Dense()
 
 
 def _clear_grads(*xs):
@@ -500,6 +544,9 @@ def build_parser():
     p.add_argument("--mem-probe-s", type=float, default=30.0,
                    help="longest call allowed for the memory probe of a scaled row at 2 T'")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pattern", choices=("dense", "gene"), default="dense",
+                   help="gene: -inf durations and transitions of the codon-phase gene grammar "
+                        "(C must be 80), the model the sparse kernels are for; noted in status")
     p.add_argument("--device", default="cuda", help="cuda (cpu only to debug this script)")
     p.add_argument("--quick", action="store_true",
                    help=f"tiny smoke run: shapes {QUICK_SHAPES}, 2 repeats, 1 warm-up")
@@ -529,6 +576,7 @@ def main(argv=None):
     modules, import_errors = {}, {}
     loaders = {
         "genoseg": import_genoseg_kernels,
+        "genoseg_dense": lambda: dense_kernels(import_genoseg_kernels()),
         "reference": lambda: __import__("genoseg.crf.reference", fromlist=["semicrf_logz"]),
         "flash": lambda: __import__("flash_semicrf"),
         "torchstruct": lambda: __import__("torch_struct"),
@@ -553,6 +601,13 @@ def main(argv=None):
             em_full = torch.randn(B, T, C, generator=gen, device=device)
         except torch.OutOfMemoryError:
             em_full = None
+        allowed, note = None, ""
+        if args.pattern == "gene":
+            dur_ok, trans_ok = (x.to(device) for x in gene_pattern(K, C))
+            dur = dur.masked_fill(~dur_ok, float("-inf"))
+            trans = trans.masked_fill(~trans_ok, float("-inf"))
+            allowed = (int(dur_ok.sum()), int(trans_ok.sum()))
+            note = f"; gene-grammar pattern ({allowed[0]} cells, {allowed[1]} transitions)"
         ref_logz = {}  # T used -> reference logZ (B,) float64 on CPU, for the checks
         rows_this_shape = []
         # The reference first: the other forward rows are checked against its logZ.
@@ -562,12 +617,12 @@ def main(argv=None):
                        "K": K, "C": C, "phase": phase, "impl": impl, "median_ms": "",
                        "positions_per_s": "", "peak_mem_mb": "", "scaled_from_T": "",
                        "passes": "", "status": "", "peak_mem_mb_at_T": ""}
-                fl = floor_ms(B, T, K, C, phase, dev)
+                fl = floor_ms(B, T, K, C, phase, dev, allowed)
                 row["floor_ms"] = g(fl)
                 row["frac_of_floor"] = ""
                 status = run_one(row, impl, phase, modules, import_errors, em_full, trans, dur,
                                  args, device, dev, ref_logz, context_lost)
-                row["status"] = status
+                row["status"] = status + (note if status.startswith("ok") else "")
                 if status.startswith("error") and device.type == "cuda" and context_lost is None:
                     try:
                         torch.cuda.synchronize(device)
@@ -622,7 +677,7 @@ def run_one(row, impl, phase, modules, import_errors, em_full, trans, dur, args,
     if impl in ("flash", "torchstruct") and phase == "viterbi":
         notes.append("score only, no traceback")
     try:
-        if impl in ("genoseg", "reference"):
+        if impl in ("genoseg", "genoseg_dense", "reference"):
             fn = semicrf_module_fn(mod, phase)
         elif impl == "flash":
             fn = flash_fn(phase) if device.type == "cuda" else flash_fn_cpu(phase)
@@ -667,7 +722,7 @@ def run_one(row, impl, phase, modules, import_errors, em_full, trans, dur, args,
             row["peak_mem_mb_at_T"] = f"{at_T / 2**20:.4g}"
             notes.append(f"peak at T extrapolated from {peak / 2**20:.4g} MB at T={T_run} and "
                          f"{peak2 / 2**20:.4g} MB at T={2 * T_run}")
-    if impl == "genoseg":
+    if impl in ("genoseg", "genoseg_dense"):
         stats = getattr(mod, "last_stats", None)
         if callable(stats):
             try:
@@ -739,10 +794,10 @@ def check_logz(impl, out, T_run, em_full, trans, dur, modules, ref_logz, args, d
     if T_chk not in ref_logz:
         return ""
     if T_run != T_chk:
-        if impl != "genoseg":
+        if impl not in ("genoseg", "genoseg_dense"):
             return ""
         with torch.no_grad():  # one extra call at the reference's T
-            out = modules["genoseg"].semicrf_logz(em_full[:, :T_chk].contiguous(), trans, dur)
+            out = modules[impl].semicrf_logz(em_full[:, :T_chk].contiguous(), trans, dur)
     got, want = out.detach().double().cpu(), ref_logz[T_chk]
     rel = ((got - want).abs().max() / want.abs().max().clamp(min=1e-30)).item()
     flag = "" if rel <= CHECK_RTOL else " MISMATCH"
