@@ -128,6 +128,10 @@ class AnnotateConfig:
     # models lie whole inside it); "partial" lets a run be cut by a contig end, as in a draft
     # assembly whose contigs end inside genes (such cut genes go to the BED, not the GFF3).
     gene_model: str = "complete"
+    # Average the encoder's scores with its scores on the reverse-complemented contig, mapped
+    # back to this strand (genoseg.annotate.rc): test-time augmentation for models trained with
+    # [train] rc_augment; twice the encoder's time.
+    rc_average: bool = False
 
 
 GENE_MODELS = ("complete", "partial")

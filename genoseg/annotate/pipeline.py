@@ -106,6 +106,26 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
     return out
 
 
+def contig_scores(model, source: InputSource, seqid: str, length: int, device,
+                  rc_source=None) -> torch.Tensor:
+    """(length, n_outputs) float32 scores that annotate decodes for one contig: the stitched
+    encoder output (``contig_emissions``, windows per ``[annotate]``), averaged with the output
+    on the reverse-complemented contig mapped back to this strand when ``rc_source`` (a
+    ``genoseg.annotate.rc.ReverseComplementSource`` of ``source``) is given, plus the
+    intergenic bias."""
+    a = model.config.annotate
+    em = contig_emissions(model, source, seqid, length, device, a.window, a.overlap,
+                          a.batch_size)
+    if rc_source is not None:
+        from genoseg.annotate.rc import from_reverse_complement, rc_column_map
+
+        em_rc = contig_emissions(model, rc_source, seqid, length, device, a.window, a.overlap,
+                                 a.batch_size)
+        em.add_(from_reverse_complement(em_rc, rc_column_map(model))).mul_(0.5)
+        del em_rc
+    return biased_emissions(model, em)
+
+
 def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
     """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column (gene
     schemes); unchanged when it is 0."""
@@ -200,6 +220,15 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                      bool(inputs.get("bam_stranded", False)))
     source = InputSource(genome, tracks, bams, min_mapq, spec.bam_stranded)
     source.check_matches(spec, f"model {meta.get('path', '')}")
+    rc_source = None
+    if cfg.annotate.rc_average:
+        from genoseg.annotate.rc import ReverseComplementSource, rc_column_map
+
+        rc_column_map(model)  # a scheme that cannot be mirrored fails before any work
+        rc_source = ReverseComplementSource(source)
+        if not cfg.train.rc_augment:
+            log.warning("reverse-complement averaging with a model trained without "
+                        "[train] rc_augment: its scores on the two strands need not agree")
     # Logged once the inputs are known good: an input error stays the only line on stderr.
     log.info("semi-CRF backend: %s", crf.describe(device))
     lengths = source.lengths
@@ -230,12 +259,11 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
             seqid = group[0]
             log.info("%s (%.1f Mb): gene models from the memory-lean Viterbi on the host",
                      seqid, lengths[seqid] / 1e6)
-            results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg)
+            results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg,
+                                          rc_source)
             bar.update(lengths[seqid])
             continue
-        ems = [biased_emissions(model, contig_emissions(
-            model, source, s, lengths[s], device, cfg.annotate.window, cfg.annotate.overlap,
-            cfg.annotate.batch_size)) for s in group]
+        ems = [contig_scores(model, source, s, lengths[s], device, rc_source) for s in group]
         sequences = None
         if getattr(model.head, "grammar_name", None) == "phase":
             sequences = [source.genome.fetch(s) for s in group]
@@ -302,15 +330,14 @@ def _pack_cells(device) -> int:
     return max(PACK_CELLS, int(GPU_PACK_SHARE * free / GPU_BYTES_PER_CELL))
 
 
-def _lean_contig(model, source, seqid: str, length: int, device, cfg) -> ContigResult:
+def _lean_contig(model, source, seqid: str, length: int, device, cfg,
+                 rc_source=None) -> ContigResult:
     """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``):
     the same gene models as the dense path, without posteriors (segment scores NaN)."""
     from genoseg.crf import phase_viterbi
     from genoseg.labels import codons
 
-    em = biased_emissions(model, contig_emissions(
-        model, source, seqid, length, device, cfg.annotate.window, cfg.annotate.overlap,
-        cfg.annotate.batch_size))
+    em = contig_scores(model, source, seqid, length, device, rc_source)
     codes = codons.encode(source.genome.fetch(seqid))
     score, segments, run_labels = phase_viterbi.decode(
         model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete")

@@ -42,9 +42,13 @@ import click
                    "partial (a contig end may cut a gene, as in a draft assembly; cut genes go "
                    "to the BED only). Default: the model's [annotate] gene_model, complete "
                    "unless set.")
+@click.option("--rc-average/--no-rc-average", default=None,
+              help="Average the encoder's scores with its scores on the reverse-complemented "
+                   "contig (test-time augmentation; twice the encoder's time; not with stranded "
+                   "BAM coverage). Default: the model's [annotate] rc_average, off unless set.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
-             device, backend, intergenic_bias, gene_model, quiet):
+             device, backend, intergenic_bias, gene_model, rc_average, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -65,15 +69,17 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     dev = pick_device(device)
     crf.resolve(dev, backend)  # an unusable --backend fails before the model is loaded
     net, meta = load_model(model, device=str(dev))
-    if intergenic_bias is not None or gene_model is not None:
+    overrides = (("--intergenic-bias", "intergenic_bias", intergenic_bias),
+                 ("--gene-model", "gene_model", gene_model),
+                 ("--rc-average", "rc_average", rc_average))
+    if any(value is not None for _, _, value in overrides):
         from genoseg.config import override
         from genoseg.errors import InputError
 
         if gene_model is not None and net.config.crf.grammar != "phase":
             raise InputError(f"--gene-model applies to gene-grammar models (crf grammar "
                              f"'phase'); this model's grammar is '{net.config.crf.grammar}'")
-        for option, key, value in (("--intergenic-bias", "intergenic_bias", intergenic_bias),
-                                   ("--gene-model", "gene_model", gene_model)):
+        for option, key, value in overrides:
             if value is not None:
                 net.config = override(net.config, {f"annotate.{key}": value}, label=option)
     to_stdout = gff3 is None and bed is None and posteriors is None

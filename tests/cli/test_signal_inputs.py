@@ -99,3 +99,22 @@ def test_coverage_channels_follow_strand_and_mapq(signals):
     total = np.expm1(split[:, 6]) + np.expm1(split[:, 7])
     np.testing.assert_allclose(np.expm1(both[:, 6]), total, rtol=1e-5, atol=1e-4)
     assert (strict[:, 6] <= both[:, 6]).all() and (strict[:, 6] < both[:, 6]).any()
+
+
+def test_rc_average_with_tracks(signals):
+    """--rc-average reads unstranded tracks (HDF5, unstranded BAM) reversed; with stranded BAM
+    coverage it is a one-line error that writes nothing."""
+    unstranded, stranded = signals["dir"] / "model_rc", signals["dir"] / "model_rc_stranded"
+    for model, flags in ((unstranded, ()), (stranded, ("--bam-stranded",))):
+        invoke("train", "-g", signals["fa"], "-a", signals["gff3"], "-c", TINY_CONFIG, "-o",
+               model, "--bam", signals["bam"], "--tracks", signals["h5"], *flags, "-q")
+    out = signals["dir"] / "rc.gff3"
+    invoke("annotate", signals["fa"], "-m", unstranded, "-o", out, "--bam", signals["bam"],
+           "--tracks", signals["h5"], "--rc-average", "-q")
+    assert out.read_text().startswith("##gff-version 3")
+    bad = signals["dir"] / "rc_stranded.gff3"
+    code, stdout, err = run_main("annotate", signals["fa"], "-m", stranded, "-o", bad,
+                                 "--bam", signals["bam"], "--tracks", signals["h5"],
+                                 "--rc-average", "-q")
+    assert "stranded BAM" in assert_one_line_error(code, stdout, err)
+    assert not bad.exists()
