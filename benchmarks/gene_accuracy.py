@@ -7,6 +7,9 @@ Reads ../shared/data (not part of the test suite). Two modes:
         --genome ../shared/data/dmel_augustus/test.fa.gz \\
         --reference ../shared/data/dmel_augustus/test.gff3.gz --label "provisional default"
 
+    # the same with more annotate options (name them in the label)
+    python benchmarks/gene_accuracy.py --model default --annotate-args '--rc-average' ...
+
     # score an existing prediction (e.g. a peer's) without annotating
     python benchmarks/gene_accuracy.py --prediction peers/augustus_fly_noUTR.gff3.gz \\
         --reference ../shared/data/dmel_augustus/test.gff3.gz --label "AUGUSTUS fly --UTR=off"
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu",
                    help="annotate on this device; with --prediction: where it was made (text)")
     p.add_argument("--backend", default="auto", help="semi-CRF backend for annotate")
+    p.add_argument("--annotate-args", default="", metavar="'ARGS'",
+                   help="more options for genoseg annotate, one shell-quoted string, e.g. "
+                        "'--intergenic-bias 0 --rc-average' (say so in --label)")
     p.add_argument("--wall-s", default="",
                    help="with --prediction: the wall time that prediction took, if known")
     p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/gene_accuracy.tsv")
@@ -60,7 +67,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "genoseg", "annotate", args.genome, "-m",
                             args.model, "--device", args.device, "--backend", args.backend,
-                            "-q", "-o", prediction],
+                            "-q", "-o", prediction, *shlex.split(args.annotate_args)],
                            check=True)
             wall = f"{time.perf_counter() - t0:.1f}"
         scores = Path(tmp) / "scores.tsv"
