@@ -7,7 +7,7 @@ fly test records in ../shared/data, which the test suite never needs).
         [--what viterbi,posteriors,logz_grad]
 
 ``--windows``: the dense kernels or the sparse-window ones (``GENOSEG_SPARSE`` = 0 / 1), side by
-side in one run. ``logz_grad`` is a training step's CRF part: log Z and its backward.
+side in one run; ``sparse:N`` sets the sparse row tiles' elements (``GENOSEG_SPARSE_TILE``). ``logz_grad`` is a training step's CRF part: log Z and its backward.
 
 Batches are packed as `genoseg annotate` packed them before it sized batches by GPU memory
 (PACK_CELLS per batch), so that the per-batch rows stay comparable with NOTES_semicrf.md entry 8
@@ -85,7 +85,9 @@ def main():
         return out
 
     for window in args.windows.split(","):
-        os.environ["GENOSEG_SPARSE"] = {"dense": "0", "sparse": "1"}[window]
+        kind, _, tile = window.partition(":")  # sparse:8192 = row tiles of 8192 elements
+        os.environ["GENOSEG_SPARSE"] = {"dense": "0", "sparse": "1"}[kind]
+        os.environ["GENOSEG_SPARSE_TILE"] = tile or "0"
         for warps in args.warps.split(","):
             if warps == "auto":
                 os.environ.pop("GENOSEG_NUM_WARPS", None)

@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--config", required=True, help="training config whose split is scored")
     ap.add_argument("--genome", required=True)
     ap.add_argument("--annotation", required=True)
+    ap.add_argument("--sequences", default="",
+                    help="comma-separated: the training run's --sequences (e.g. yeast chrI-XII)")
     ap.add_argument("models", nargs="+")
     args = ap.parse_args()
 
@@ -44,6 +46,9 @@ def main() -> None:
     source = InputSource(args.genome, None, (), 0, False)
     labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
     seqids = [s for s in source.names if s in labels]
+    if args.sequences:  # as genoseg train --sequences restricts them before the split
+        wanted = set(args.sequences.split(","))
+        seqids = [s for s in seqids if s in wanted]
     _, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
     windows = tile_regions(val_regions, tc.window)
     print(f"# {len(val_regions)} validation records, {len(windows)} windows of {tc.window} bp "

@@ -20,6 +20,63 @@ import triton.language as tl
 NEG = tl.constexpr(float("-inf"))
 
 
+@triton.jit
+def _window_tile(rws, t, wring, cells_b, rowlab_ptr, celldm1_ptr, me_ptr, ms_row, seq, wj,
+                 W: tl.constexpr, R1: tl.constexpr, ROW: tl.constexpr, C: tl.constexpr,
+                 HAS_ME: tl.constexpr, HAS_MS: tl.constexpr):
+    """Rows ``rws`` of the window at step t: each cell's label, validity, ring slot and score
+    (open-segment score + duration score; -inf where not allowed)."""
+    lab = tl.load(rowlab_ptr + rws)
+    dm1 = tl.load(celldm1_ptr + rws[:, None] * W + wj[None, :])
+    ok = (dm1 >= 0) & (dm1 <= t)
+    s_pos = t - dm1
+    slot = (t % R1 - dm1 + R1) % R1
+    x = tl.load(wring + slot * ROW + lab[:, None], mask=ok, other=NEG)
+    x += tl.load(cells_b + rws[:, None] * W + wj[None, :], mask=ok, other=NEG)
+    if HAS_ME:
+        me = tl.load(me_ptr + seq + s_pos * C + lab[:, None], mask=ok, other=0)
+        x = tl.where(me > t, x, NEG)
+    if HAS_MS:
+        x = tl.where(s_pos >= tl.load(ms_row + lab)[:, None], x, NEG)
+    return lab, ok, slot, tl.where(ok, x, NEG)
+
+
+@triton.jit
+def _row_partials(x, rws, scr_m, scr_s):
+    """Each row's (max, sum of exp(x - max)) to the scratch."""
+    row_m = tl.max(x, axis=1)
+    safe = tl.where(row_m == NEG, 0.0, row_m)
+    tl.store(scr_m + rws, row_m)
+    tl.store(scr_s + rws, tl.sum(tl.exp(x - safe[:, None]), axis=1))
+
+
+@triton.jit
+def _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_scale, cc):
+    """Each label's window log-sum from its rows' partials, and its share of g_end (0 where the
+    window is empty), to the scratch."""
+    part_m = tl.load(scr_m + lab_rows_safe, mask=lab_rows_ok, other=NEG)
+    part_s = tl.load(scr_s + lab_rows_safe, mask=lab_rows_ok, other=0.0)
+    run_m = tl.max(part_m, axis=1)
+    safe = tl.where(run_m == NEG, 0.0, run_m)
+    run_s = tl.sum(part_s * tl.exp(part_m - safe[:, None]), axis=1)
+    tl.store(scr_lse + cc, tl.where(run_m == NEG, 0.0, run_m + tl.log(run_s)))
+    tl.store(scr_scale + cc, tl.where(run_m == NEG, 0.0, g_end))
+
+
+@triton.jit
+def _spread(x, ok, lab, slot, rws, wj, W: tl.constexpr, ROW: tl.constexpr, gacc, gcells,
+            scr_lse, scr_scale):
+    """Each cell's share of its label's g_end, added to its start's adjoint and its count."""
+    lse_r = tl.load(scr_lse + lab)
+    scale_r = tl.load(scr_scale + lab)
+    share = tl.where(ok, tl.exp(x - lse_r[:, None]), 0.0) * scale_r[:, None]
+    ga = gacc + slot * ROW + lab[:, None]
+    tl.store(ga, tl.load(ga, mask=ok, other=0.0) + share, mask=ok)
+    gd = gcells + rws[:, None] * W + wj[None, :]
+    tl.store(gd, tl.load(gd, mask=ok, other=0.0) + share, mask=ok)
+
+
+
 @triton.jit(do_not_specialize=["T", "NC", "NBLK", "CHUNK"])
 def semicrf_sparse_outside_kernel(
     # Pointers: inputs (B, T, C) and model
@@ -159,62 +216,51 @@ def semicrf_sparse_outside_kernel(
     for i in range(c_lo, c_hi):
         t = c_hi - 1 - (i - c_lo)
         row_t = seq + t * C
-        if HAS_MS:
-            ms_row = ms_ptr + row_t
-        # --- the window's log-sum per label: row partials, then each label's rows ----------
-        for rt in range(NRT):
-            rws = rt * RT + rt_r
-            lab = tl.load(rowlab_ptr + rws)
-            dm1 = tl.load(celldm1_ptr + rws[:, None] * W + wj[None, :])
-            ok = (dm1 >= 0) & (dm1 <= t)
-            s_pos = t - dm1
-            slot = (t % R1 - dm1 + R1) % R1
-            x = tl.load(wring + slot * ROW + lab[:, None], mask=ok, other=NEG)
-            x += tl.load(cells_b + rws[:, None] * W + wj[None, :], mask=ok, other=NEG)
-            if HAS_ME:
-                me = tl.load(me_ptr + seq + s_pos * C + lab[:, None], mask=ok, other=0)
-                x = tl.where(me > t, x, NEG)
-            if HAS_MS:
-                x = tl.where(s_pos >= tl.load(ms_row + lab)[:, None], x, NEG)
-            x = tl.where(ok, x, NEG)
-            row_m = tl.max(x, axis=1)
-            safe = tl.where(row_m == NEG, 0.0, row_m)
-            tl.store(scr_m + rws, row_m)
-            tl.store(scr_s + rws, tl.sum(tl.exp(x - safe[:, None]), axis=1))
-        tl.debug_barrier()
-        part_m = tl.load(scr_m + lab_rows_safe, mask=lab_rows_ok, other=NEG)
-        part_s = tl.load(scr_s + lab_rows_safe, mask=lab_rows_ok, other=0.0)
-        run_m = tl.max(part_m, axis=1)
-        safe = tl.where(run_m == NEG, 0.0, run_m)
-        run_s = tl.sum(part_s * tl.exp(part_m - safe[:, None]), axis=1)
-        lse = tl.where(run_m == NEG, 0.0, run_m + tl.log(run_s))
-        scale = tl.where(run_m == NEG, 0.0, g_end)
-        tl.store(scr_lse + cc, lse)
-        tl.store(scr_scale + cc, scale)
-        tl.debug_barrier()
+        ms_row = ms_ptr + row_t
+        # Loads that depend on nothing this step computes go first, so that their latency
+        # overlaps the window's work: the forward's alpha row before t (the transition step)
+        # and the start t - K entering the score ring.
+        a_row = falpha_ptr + seq + (tl.maximum(t, 1) - 1) * C
+        pair = tl.load(a_row + pred_safe, mask=pred_ok, other=NEG) + tpred  # [c, j]
+        a_prev = tl.load(a_row + cc, mask=cmask, other=NEG)
+        p = t - K
+        has_p = p >= 0
+        p_safe = tl.maximum(p, 0)
+        m_p = cc < tl.where(has_p, C, 0)  # (a mask of the scalar flag upsets the interpreter)
+        em_p = tl.load(em_ptr + seq + p_safe * C + cc, mask=m_p, other=0.0)
+        w_p = tl.load(fstart_ptr + seq + p_safe * C + cc, mask=m_p, other=NEG)
+        n_p = tl.load(fnorm_ptr + b64 * NBLK + p_safe // BLOCK)
+        if HAS_SB:
+            w_p += tl.load(sb_ptr + seq + p_safe * C + cc, mask=m_p, other=0.0)
 
-        # --- each cell's share of g_end goes to its start's adjoint and its duration count ---
-        for rt in range(NRT):
-            rws = rt * RT + rt_r
-            lab = tl.load(rowlab_ptr + rws)
-            dm1 = tl.load(celldm1_ptr + rws[:, None] * W + wj[None, :])
-            ok = (dm1 >= 0) & (dm1 <= t)
-            s_pos = t - dm1
-            slot = (t % R1 - dm1 + R1) % R1
-            x = tl.load(wring + slot * ROW + lab[:, None], mask=ok, other=NEG)
-            x += tl.load(cells_b + rws[:, None] * W + wj[None, :], mask=ok, other=NEG)
-            if HAS_ME:
-                me = tl.load(me_ptr + seq + s_pos * C + lab[:, None], mask=ok, other=0)
-                x = tl.where(me > t, x, NEG)
-            if HAS_MS:
-                x = tl.where(s_pos >= tl.load(ms_row + lab)[:, None], x, NEG)
-            lse_r = tl.load(scr_lse + lab)
-            scale_r = tl.load(scr_scale + lab)
-            share = tl.where(ok, tl.exp(x - lse_r[:, None]), 0.0) * scale_r[:, None]
-            ga = gacc + slot * ROW + lab[:, None]
-            tl.store(ga, tl.load(ga, mask=ok, other=0.0) + share, mask=ok)
-            gd = gcells + rws[:, None] * W + wj[None, :]
-            tl.store(gd, tl.load(gd, mask=ok, other=0.0) + share, mask=ok)
+        # --- the window's log-sum per label: row partials, then each label's rows; then each
+        # cell's share of g_end goes to its start's adjoint and its duration count -----------
+        if NRT == 1:
+            # One tile: its scores stay in registers between the two halves.
+            lab, ok, slot, x = _window_tile(rt_r, t, wring, cells_b, rowlab_ptr, celldm1_ptr,
+                                            me_ptr, ms_row, seq, wj, W, R1, ROW, C, HAS_ME,
+                                            HAS_MS)
+            _row_partials(x, rt_r, scr_m, scr_s)
+            tl.debug_barrier()
+            _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_scale, cc)
+            tl.debug_barrier()
+            _spread(x, ok, lab, slot, rt_r, wj, W, ROW, gacc, gcells, scr_lse, scr_scale)
+        else:
+            for rt in range(NRT):
+                rws = rt * RT + rt_r
+                lab, ok, slot, x = _window_tile(rws, t, wring, cells_b, rowlab_ptr,
+                                                celldm1_ptr, me_ptr, ms_row, seq, wj, W, R1,
+                                                ROW, C, HAS_ME, HAS_MS)
+                _row_partials(x, rws, scr_m, scr_s)
+            tl.debug_barrier()
+            _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_scale, cc)
+            tl.debug_barrier()
+            for rt in range(NRT):
+                rws = rt * RT + rt_r
+                lab, ok, slot, x = _window_tile(rws, t, wring, cells_b, rowlab_ptr,
+                                                celldm1_ptr, me_ptr, ms_row, seq, wj, W, R1,
+                                                ROW, C, HAS_ME, HAS_MS)
+                _spread(x, ok, lab, slot, rws, wj, W, ROW, gacc, gcells, scr_lse, scr_scale)
         tl.debug_barrier()
 
         # --- the starts at t are complete --------------------------------------------------
@@ -229,8 +275,6 @@ def semicrf_sparse_outside_kernel(
         if t == 0:
             tl.store(g_init_ptr + b64 * CB + cc, g_start, mask=cmask)
         # --- their mass flows to the labels before them: softmax over the predecessors ------
-        a_row = falpha_ptr + seq + (tl.maximum(t, 1) - 1) * C
-        pair = tl.load(a_row + pred_safe, mask=pred_ok, other=NEG) + tpred  # [c, j]
         pm = tl.max(pair, axis=1)
         pms = tl.where(pm == NEG, 0.0, pm)
         plse = tl.where(pm == NEG, NEG, pms + tl.log(tl.sum(tl.exp(pair - pms[:, None]), axis=1)))
@@ -238,7 +282,6 @@ def semicrf_sparse_outside_kernel(
         tl.store(scr_gstart + cc, g_start)
         tl.debug_barrier()
         # ... each label c' collects from its successors c: exp(a[c'] + trans - plse[c]) g_start[c]
-        a_prev = tl.load(a_row + cc, mask=cmask, other=NEG)
         s_plse = tl.load(scr_plse + succ_safe, mask=succ_ok, other=NEG)
         s_gstart = tl.load(scr_gstart + succ_safe, mask=succ_ok, other=0.0)
         live = succ_ok & (s_plse != NEG) & (a_prev != NEG)[:, None]
@@ -249,16 +292,8 @@ def semicrf_sparse_outside_kernel(
         g_end = tl.sum(flow, axis=1)
 
         # --- ring upkeep: the start t - K enters the window, the slot of t leaves ----------
-        p = t - K
-        if p >= 0:
-            s_back += tl.load(em_ptr + seq + p * C + cc, mask=cmask, other=0.0) - mu
-            w = tl.load(fstart_ptr + seq + p * C + cc, mask=cmask, other=NEG)
-            dn = (tl.load(fnorm_ptr + b64 * NBLK + p // BLOCK) - n_cur).to(tl.float32)
-            w = w + dn + s_back
-            if HAS_SB:
-                w += tl.load(sb_ptr + seq + p * C + cc, mask=cmask, other=0.0)
-        else:
-            w = tl.full([CB], NEG, tl.float32)
+        s_back += tl.where(has_p, em_p - mu, 0.0)
+        w = tl.where(has_p, w_p + (n_p - n_cur).to(tl.float32) + s_back, NEG)
         slot_p = ((p % R1) + R1) % R1
         tl.store(wring + slot_p * ROW + cc, w, mask=cmask)
         tl.store(gacc + slot_p * ROW + cc, tl.zeros([CB], dtype=tl.float32), mask=cmask)

@@ -130,6 +130,9 @@ def semicrf_sparse_scan_kernel(
             tl.store(bp_prev_ptr + row_t + cc, prev.to(bp_prev_ptr.dtype.element_ty), mask=cmask)
         e = tl.load(em_b + t * C + cc, mask=cmask, other=0.0) - mu
         S_next = S + e
+        eb = tl.zeros([CB], dtype=tl.float32)
+        if HAS_EB:  # loaded before the window, so that its latency overlaps the window's work
+            eb = tl.load(eb_ptr + row_t + cc, mask=cmask, other=0.0)
         tl.debug_barrier()
 
         # --- segments ending at t + 1: each row of allowed cells, then each label's rows ------
@@ -173,9 +176,7 @@ def semicrf_sparse_scan_kernel(
             safe = tl.where(run_m == NEG, 0.0, run_m)
             run_s = tl.sum(part_s * tl.exp(part_m - safe[:, None]), axis=1)
             window = tl.where(run_m == NEG, NEG, run_m + tl.log(run_s))
-        alpha = S_next + window
-        if HAS_EB:
-            alpha += tl.load(eb_ptr + row_t + cc, mask=cmask, other=0.0)
+        alpha = S_next + window + eb
         alpha = tl.where(cmask, alpha, NEG)
         if STORE:
             tl.store(alpha_out_ptr + row_t + cc, alpha, mask=cmask)

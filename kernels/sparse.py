@@ -14,7 +14,8 @@ The sparse kernels (``scan_sparse.py``, ``outside_sparse.py``) read a plan made 
   label, with their transition scores.
 
 ``use_sparse`` decides when this pays: the cells a sparse step touches against a dense step's.
-``GENOSEG_SPARSE`` (``0`` / ``1``) overrides it, for tests and A/B timings.
+``GENOSEG_SPARSE`` (``0`` / ``1``) overrides it, and ``GENOSEG_SPARSE_TILE`` sets the elements of
+a row tile, for tests and A/B timings.
 
 Knows tensors only, like every kernel module.
 """
@@ -68,6 +69,7 @@ def plan(durations: torch.Tensor, transitions: torch.Tensor) -> SparsePlan:
     K, C = durations.shape
     CB = _pow2(C)
     dev = durations.device
+    tile = int(os.environ.get("GENOSEG_SPARSE_TILE", 0)) or TILE_ELEMENTS  # for A/B runs
     dur_ok = torch.isfinite(durations).cpu()
     trans_ok = torch.isfinite(transitions).cpu()
     per_label = [torch.nonzero(dur_ok[:, c]).flatten().tolist() for c in range(C)]
@@ -76,7 +78,7 @@ def plan(durations: torch.Tensor, transitions: torch.Tensor) -> SparsePlan:
         W = min(W, _pow2(K))
         n_rows = [max(1, -(-len(d) // W)) for d in per_label]
         NR = sum(n_rows)
-        RT = max(1, min(_pow2(NR), TILE_ELEMENTS // W))
+        RT = max(1, min(_pow2(NR), tile // W))
         NRT = -(-NR // RT)
         NRP = NRT * RT
         RMAX = _pow2(max(n_rows))
