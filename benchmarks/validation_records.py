@@ -8,8 +8,8 @@ prints the held-out record IDs, comma-separated (for ``genoseg annotate --sequen
 ``--gff3`` writes the annotation restricted to them: the reference for ``genoseg evaluate``,
 which counts every annotated sequence of its reference, so the full training GFF3 would count
 the training records' genes as missed. The split (``[train] val_fraction``, ``seed``) comes from
---config, as ``genoseg train`` makes it (``genoseg.training.data.split_regions``; without
-``--sequences`` at training time). Summary on stderr.
+--config, as ``genoseg train`` makes it (``genoseg.training.data.split_regions``), among
+the records given to ``--sequences`` at training time if any. Summary on stderr.
 """
 
 from __future__ import annotations
@@ -33,12 +33,17 @@ def main() -> None:
     ap.add_argument("--config", required=True, help="training config whose split is used")
     ap.add_argument("--genome", required=True)
     ap.add_argument("--annotation", required=True)
+    ap.add_argument("--sequences", metavar="ID,ID,...",
+                    help="the records training was restricted to (train --sequences), if any")
     ap.add_argument("--gff3", help="write the annotation of the validation records here")
     args = ap.parse_args()
     cfg = load_config(args.config)
     source = InputSource(args.genome)
     labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
     seqids = [s for s in source.names if s in labels]  # as genoseg.training.loop orders them
+    if args.sequences:
+        chosen = set(args.sequences.split(","))
+        seqids = [s for s in seqids if s in chosen]
     train, val = split_regions(source.lengths, seqids, cfg.train.val_fraction, cfg.train.seed)
     if any(r.start != 0 or r.end != source.lengths[r.seqid] for r in val):
         sys.exit("a single-sequence genome: validation is part of a record, not whole records")
