@@ -29,8 +29,11 @@ import torch
 import triton
 
 NEG_INF = float("-inf")
-# Elements per row tile: the same budget as a dense tile (``chunked._tiles``).
-TILE_ELEMENTS = 2048
+# Elements per row tile. One tile for the whole window pays: the outside keeps its scores in
+# registers between its two halves. The gene grammar's fly test-set scans on an H100
+# (benchmarks/NOTES_semicrf.md, entry 10): 2048-element tiles 11.4 s (4 warps) / 7.7 s (8);
+# 8192 (one tile) 9.2 s / 5.7 s; the dense kernels 18.1 s.
+TILE_ELEMENTS = 8192
 # A sparse step costs more barriers and gathers than a dense one; it must touch at most this
 # share of a dense step's cells to be chosen.
 SPARSE_SHARE = 0.5
