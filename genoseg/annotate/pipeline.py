@@ -38,8 +38,10 @@ GPU_BYTES_PER_CELL = 160
 # Phase-grammar contigs longer than this go through the memory-lean Viterbi on the host (gene
 # models only): the dense CRF inputs over 80 states take about 2.5 GB per Mb. On a GPU too, unless
 # posteriors are asked for: the 80-state scans do not converge across chunks, so the GPU decodes a
-# contig sequentially at about 80 us a base (Viterbi and posteriors, H200), the lean Viterbi at
-# about 8 us (chr2R on an H200 host); see benchmarks/NOTES_semicrf.md.
+# contig sequentially, at about 26 us a base for Viterbi and posteriors with the sparse-window
+# kernels (6.6 us for the Viterbi alone; H100, session 7; 80 us with the dense ones), against
+# about 8 us for the lean Viterbi (chr2R on an H200 host), which also needs no (T, 80) arrays on
+# the card; see benchmarks/NOTES_semicrf.md, entries 8 and 10.
 LEAN_MIN_LENGTH = 2_000_000
 
 
