@@ -30,7 +30,7 @@ def main() -> None:
     from genoseg.inputs import InputSource
     from genoseg.models import load_model
     from genoseg.training import loop
-    from genoseg.training.data import gold_labels, split_regions, tile_regions
+    from genoseg.training.data import gold_labels, tile_regions, training_split
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="training config whose split is scored")
@@ -45,11 +45,9 @@ def main() -> None:
     tc = cfg.train
     source = InputSource(args.genome, None, (), 0, False)
     labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
-    seqids = [s for s in source.names if s in labels]
-    if args.sequences:  # as genoseg train --sequences restricts them before the split
-        wanted = set(args.sequences.split(","))
-        seqids = [s for s in seqids if s in wanted]
-    _, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
+    sequences = args.sequences.split(",") if args.sequences else ()
+    _, val_regions = training_split(source.names, source.lengths, labels, sequences,
+                                    tc.val_fraction, tc.seed)
     windows = tile_regions(val_regions, tc.window)
     print(f"# {len(val_regions)} validation records, {len(windows)} windows of {tc.window} bp "
           f"(split of {args.config}: val_fraction {tc.val_fraction}, seed {tc.seed})")

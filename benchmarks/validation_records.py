@@ -8,7 +8,7 @@ prints the held-out record IDs, comma-separated (for ``genoseg annotate --sequen
 ``--gff3`` writes the annotation restricted to them: the reference for ``genoseg evaluate``,
 which counts every annotated sequence of its reference, so the full training GFF3 would count
 the training records' genes as missed. The split (``[train] val_fraction``, ``seed``) comes from
---config, as ``genoseg train`` makes it (``genoseg.training.data.split_regions``), among
+--config, as ``genoseg train`` makes it (``genoseg.training.data.training_split``), among
 the records given to ``--sequences`` at training time if any. Summary on stderr.
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     from genoseg.config import load_config
     from genoseg.inputs import InputSource
     from genoseg.io.atomic import atomic_open
-    from genoseg.training.data import gold_labels, split_regions
+    from genoseg.training.data import gold_labels, training_split
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="training config whose split is used")
@@ -40,11 +40,9 @@ def main() -> None:
     cfg = load_config(args.config)
     source = InputSource(args.genome)
     labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
-    seqids = [s for s in source.names if s in labels]  # as genoseg.training.loop orders them
-    if args.sequences:
-        chosen = set(args.sequences.split(","))
-        seqids = [s for s in seqids if s in chosen]
-    train, val = split_regions(source.lengths, seqids, cfg.train.val_fraction, cfg.train.seed)
+    sequences = args.sequences.split(",") if args.sequences else ()
+    train, val = training_split(source.names, source.lengths, labels, sequences,
+                                cfg.train.val_fraction, cfg.train.seed)
     if any(r.start != 0 or r.end != source.lengths[r.seqid] for r in val):
         sys.exit("a single-sequence genome: validation is part of a record, not whole records")
     ids = [r.seqid for r in val]

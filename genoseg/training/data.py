@@ -100,6 +100,18 @@ def split_regions(lengths: dict[str, int], seqids: list[str], val_fraction: floa
     return train, [Region(s, 0, lengths[s]) for s in seqids if s in val_set]
 
 
+def training_split(names: list[str], lengths: dict[str, int], labels: dict, sequences,
+                   val_fraction: float, seed: int) -> tuple[list[Region], list[Region]]:
+    """The split ``genoseg train`` makes: the annotated sequences in genome order, restricted to
+    ``sequences`` (its --sequences) when given, then ``split_regions``. Benchmarks that score a
+    run's validation records call this too, so they hold out exactly what the run held out."""
+    seqids = [s for s in names if s in labels]
+    if sequences:
+        wanted = set(sequences)
+        seqids = [s for s in seqids if s in wanted]
+    return split_regions(lengths, seqids, val_fraction, seed)
+
+
 class WindowSampler:
     """Random training windows over regions (probability proportional to length), as padded
     batches: x (B, W, channels) float32, labels (B, W) int64, lengths (B,) int64."""

@@ -30,7 +30,7 @@ from genoseg.crf import backend as crf
 from genoseg.errors import GenosegError, InputError
 from genoseg.inputs import InputSource
 from genoseg.models import build_network, save_model_dir
-from genoseg.training.data import (WindowSampler, gold_labels, make_batch, split_regions,
+from genoseg.training.data import (WindowSampler, gold_labels, make_batch, training_split,
                                    tile_regions)
 
 log = logging.getLogger(__name__)
@@ -243,14 +243,13 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
         cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(
             cfg.encoder, n_tracks=source.spec.n_tracks))
     labels, counts = gold_labels(inputs.annotation, cfg.scheme, source.lengths)
-    seqids = [s for s in source.names if s in labels]
     if inputs.sequences:
         check_sequences(inputs.sequences, source.names, inputs.genome)
-        seqids = [s for s in seqids if s in set(inputs.sequences)]
-        if not seqids:
+        if not any(s in labels for s in inputs.sequences):
             raise InputError(f"{inputs.annotation}: no annotated feature on the --sequences "
                              f"given ({', '.join(inputs.sequences[:5])})")
-    train_regions, val_regions = split_regions(source.lengths, seqids, tc.val_fraction, tc.seed)
+    train_regions, val_regions = training_split(source.names, source.lengths, labels,
+                                                inputs.sequences, tc.val_fraction, tc.seed)
     rc_map = None
     if tc.rc_augment:
         if source.spec.bam_stranded:
