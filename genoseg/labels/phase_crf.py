@@ -20,11 +20,20 @@ the constraints that belong to it:
 Why pieces are exact. A constraint on a run's left end sits on H, one on its right end on the
 last piece (X / I), and the interior pieces carry none, so no constraint ever lands on an
 interior cut. Exon full pieces have a length divisible by 3, so every piece of a run starts in
-the run's reading frame, and a piece's ``max_end`` forbids any in-frame stop codon that *starts*
-inside it (``piece_max_end``): a stop straddling two pieces is caught by the left one. Uniqueness:
-a run of length n has one decomposition, because the last piece ranges over exactly one full
-piece's worth of consecutive lengths (restricted to the label's residue mod 3 for exons, which
-the piece length preserves).
+the run's reading frame. An in-frame stop codon is forbidden by the ONE piece that holds its
+3'-most base on the gene's strand (``piece_max_end``, ``last_piece_max_end``): on + the piece
+holding its last base, which looks back at the up to 2 bases of it before the piece; on - the
+piece holding its genome-left base, which looks past its right end at the up to 2 bases after
+it. A stop straddling two pieces is thus caught by exactly one of them. A piece never knows
+whether the exon goes on 3' of it, so a codon that might run past the exon's 3' end (into the
+donor's GT/GC) is left to the piece that would hold its 3' base, and past the exon's end there
+is none. A check reaches outside the exon only across a run's 5' end, into the acceptor's AG
+(read 5' -> 3' on the gene's strand), and no stop (TAA, TAG, TGA) starts with A or G: so the
+pieces forbid exactly the in-frame stops inside the exon, and codons split by a splice are the
+intron tails' business (``phase.tail_masks``). Uniqueness: a run of length n has one
+decomposition, because the last piece ranges over exactly one full piece's worth of
+consecutive lengths (restricted to the label's residue mod 3 for exons, which the piece length
+preserves).
 
 Shared pieces. Exon full pieces and the exon heads depend only on strand and reading frame, not
 on which exon label the run will turn out to be, so they are shared: per strand one piece
@@ -325,9 +334,8 @@ class PhaseGrammar:
                 terminal = lab.ends_cds and plus
                 residue = lab.length_residue if not plus else 0
                 ident = ("exon", lab.strand, lab.entry, residue, terminal)
-                use("max_end", ident, c, lambda codes, sites, lab=lab, terminal=terminal: (
-                    codons.exon_max_end(codes, lab.strand, lab.entry, lab.length_residue,
-                                        terminal)))
+                use("max_end", ident, c, lambda codes, sites, lab=lab: (
+                    last_piece_max_end(codes, lab)))
             elif st.role == "piece" and st.cls in (1, 3):
                 use("max_end", ("piece", st.strand, st.frame), c,
                     lambda codes, sites, st=st: piece_max_end(codes, st.strand, st.frame))
@@ -353,11 +361,12 @@ class PhaseGrammar:
 
 def last_piece_min(lab: PhaseLabel) -> int:
     """Shortest last piece of an exon label. An exon whose right end is a codon keeps the whole
-    codon in its last piece (>= 3 bp). A + exon ending with its stop codon: a full piece may
-    hold no stop that starts inside it, so a stop straddling the cut would make the run
-    impossible. A - exon ending (genomically) with its start codon, i.e. an initial or single
+    codon in its last piece (>= 3 bp). A + exon ending with its stop codon: the stop mask and
+    the stop limit that lets the stop be the last codon (``last_piece_max_end``) then judge it
+    in one piece. A - exon ending (genomically) with its start codon, i.e. an initial or single
     exon on -: without the minimum, a 1- or 2-bp initial exon alone in its run would pass the
-    start-codon mask with the neighbouring intron's bases (found as 3 of 2,586 genes on chr2R)."""
+    start-codon mask with the neighbouring intron's bases (found as 3 of 2,586 genes on
+    chr2R)."""
     codon_at_right = lab.ends_cds if lab.strand == "+" else lab.starts_cds
     return 3 if codon_at_right else 1
 
@@ -379,22 +388,53 @@ def piece_max_end(codes: np.ndarray, strand: str, frame: int) -> np.ndarray:
     """(T,) int64 max_end for an exon FULL piece (length divisible by 3) in reading frame
     ``frame``: the entry phase at its left end on +, the phase at its right end on -.
 
-    Stricter than ``codons.exon_max_end`` for a non-terminal exon: no in-frame stop codon may
-    *start* inside the piece, even one that runs past its end, because the next piece (whose
-    first complete codon starts after that one) would not see it. Values may exceed T.
+    The piece forbids every in-frame stop codon whose 3'-most base (on the gene's strand) it
+    holds, and no other (module docstring): on + a stop whose last base lies in [s, e), which
+    may start up to ``frame`` bases before s; on - a stop whose genome-left base lies in [s, e),
+    which may run up to 2 bases past e. A stop that would start inside the piece on + and run
+    past its end is the next piece's: whether it lies inside the exon depends on how long the
+    exon goes on, which only the next piece knows (a 1-bp last piece after a frame-1 piece ends
+    the exon one base into such a codon: TA before the donor's G is no TAG). Values may exceed
+    T.
     """
+    if strand == "+":
+        return _plus_max_end(codes, frame, terminal=False)
+    if strand != "-":
+        raise ValueError(f"strand must be '+' or '-', got {strand!r}")
     T = len(codes)
     s = np.arange(T)
     a = codons.lead(frame)
-    if strand == "+":
-        nxt = codons.next_in_class(codons._matches(codes, codons.STOPS))
-        return nxt[np.minimum(s + a, T + 2)]
-    if strand != "-":
-        raise ValueError(f"strand must be '+' or '-', got {strand!r}")
     # On - codons are counted from the right end e = s + F (F = 0 mod 3): their left ends lie
     # in the class of s - a (mod 3); a stop at q < e is inside (whole, or straddling e if a > 0).
     nxt = codons.next_in_class(codons._matches(codes, codons.STOPS_MINUS))
     return nxt[np.minimum(s + (-a) % 3, T + 2)]
+
+
+def last_piece_max_end(codes: np.ndarray, lab: PhaseLabel) -> np.ndarray:
+    """(T,) int64 max_end for the last piece of an exon label's run (values may exceed T).
+
+    On + the piece starts in frame ``lab.entry`` (after full pieces, or the start codon head:
+    frame 0) and forbids the in-frame stops whose last base it holds, looking back at a stop
+    that a full piece before it started (``piece_max_end``); a terminal or single exon's last
+    codon is its stop. On - the piece holds the run's right (5') end, so it is the exon's own
+    limit (``codons.exon_max_end``), without the stop of a - terminal/single exon, which its
+    codon head holds."""
+    if lab.strand == "+":
+        return _plus_max_end(codes, lab.entry, terminal=lab.ends_cds)
+    return codons.exon_max_end(codes, "-", lab.entry, lab.length_residue, False)
+
+
+def _plus_max_end(codes: np.ndarray, frame: int, terminal: bool) -> np.ndarray:
+    """max_end of a + exon piece starting at s in reading frame ``frame``: the piece [s, e) may
+    hold no in-frame stop whose last base is inside it, except, for ``terminal``, its own last
+    codon. In-frame codons start at s - frame + 3k (k >= 0 reaches back ``frame`` bases, to the
+    codon that was open at s); the first stop among them, p, allows e <= p + 2 (its last base
+    outside), or e <= p + 3 for a terminal piece (the stop as its last codon)."""
+    T = len(codes)
+    first = np.arange(T) - frame
+    first = np.where(first < 0, first + 3, first)  # no base before 0: the class's next codon
+    nxt = codons.next_in_class(codons._matches(codes, codons.STOPS))
+    return nxt[np.minimum(first, T + 2)] + (3 if terminal else 2)
 
 
 def complete_transcripts(rows, run_labels, seqid: str, scores=None) -> list:

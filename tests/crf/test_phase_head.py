@@ -3,7 +3,8 @@
 Checked on the reference backend at small K, so that exons, introns and intergenic runs all
 tile: planted genes have exactly one state path (logZ over the gold labelling's paths is 0 with
 all scores 0), real example genes are admissible, every decoded gene model from random scores
-translates (``violations`` is empty), and the full-piece stop limit matches brute force.
+translates (``violations`` is empty), and the exon pieces' stop limits match brute force and
+admit exactly the gene models that ``violations`` passes.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import pysam
 import pytest
 import torch
 
+from genoseg.crf import reference
 from genoseg.crf.phase_head import PhaseGeneHead, codes_from_inputs, encode_sequences
 from genoseg.io.features import Transcript
 from genoseg.io.gff3 import read_gene_models
 from genoseg.labels import codons
 from genoseg.labels.gene import transcripts_to_labels
-from genoseg.labels.phase import transcript_segments, violations
-from genoseg.labels.phase_crf import PhaseGrammar, complete_transcripts, piece_max_end
+from genoseg.labels.phase import BY_NAME, LABELS, transcript_segments, violations
+from genoseg.labels.phase_crf import (PhaseGrammar, complete_transcripts, last_piece_max_end,
+                                     piece_max_end)
 from genoseg.labels.scheme import load_scheme
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -32,10 +35,11 @@ def _revcomp(s: str) -> str:
     return s.translate(str.maketrans("ACGT", "TGCA"))[::-1]
 
 
-def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
-    """(sequence, Transcript) with one valid gene: random codons without stops, GT..AG introns,
-    flanks of random bases; redrawn until the grammar's own check passes."""
-    while True:
+def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25, fixed=None, donor="GT"):
+    """(sequence, Transcript) with one valid gene: random codons without stops, GT..AG introns
+    (``donor``: GC instead), flanks of random bases; redrawn until the grammar's own check
+    passes. ``fixed``: {CDS offset (5' -> 3', from 0): bases} written over the drawn CDS."""
+    for _ in range(1000):
         cds_len = sum(exon_lengths)
         assert cds_len % 3 == 0
         codons_ = []
@@ -46,6 +50,8 @@ def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
                     codons_.append(c)
                     break
         cds = "ATG" + "".join(codons_) + rng.choice(list(codons.STOPS))
+        for at, bases in (fixed or {}).items():
+            cds = cds[:at] + bases + cds[at + len(bases):]
         k = 0
         gene = ""
         for i, L in enumerate(exon_lengths):
@@ -53,7 +59,7 @@ def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
             k += L
             if i < len(intron_lengths):
                 n = intron_lengths[i]
-                gene += "GT" + "".join(rng.choice(list("ACGT"), n - 4)) + "AG"
+                gene += donor + "".join(rng.choice(list("ACGT"), n - 4)) + "AG"
         left = "".join(rng.choice(list("ACGT"), flank))
         right = "".join(rng.choice(list("ACGT"), flank))
         if strand == "-":
@@ -72,11 +78,44 @@ def _plant_gene(rng, exon_lengths, intron_lengths, strand, flank=25):
         codes = codons.encode(seq)
         if not violations(codes, transcript_segments(tx, codes)):
             return seq, tx
+    raise AssertionError(f"no valid gene drawn with {exon_lengths}, {fixed}")
 
 
 def _zero_head(K, min_intron=12):
     torch.manual_seed(0)
     return PhaseGeneHead(SCHEME, K=K, min_intron=min_intron).double()
+
+
+def _assert_one_path_each(head, genes):
+    """Every planted (sequence, Transcript) is admissible, has exactly one state path (with all
+    scores 0, log Z over the paths of its gold classes is log 1) and is what Viterbi decodes
+    when the emissions favour its classes. One padded batch."""
+    from genoseg.crf.head import _gold_max_end
+
+    T = max(len(seq) for seq, _ in genes)
+    lengths = torch.tensor([len(seq) for seq, _ in genes])
+    labels = torch.stack([torch.from_numpy(transcripts_to_labels([tx], "s", T, SCHEME))
+                          for _, tx in genes])
+    valid = torch.arange(T)[None, :] < lengths[:, None]
+    labels = torch.where(valid, labels, torch.zeros_like(labels))
+    emissions = torch.zeros(len(genes), T, head.n_outputs, dtype=torch.float64)
+    codes = encode_sequences([seq for seq, _ in genes], T)
+    _, ok = head.nll(emissions, labels, lengths, codes=codes, relax_cut_runs=False)
+    assert ok.tolist() == [True] * len(genes), [tx for (_, tx), o in zip(genes, ok) if not o]
+    # Gold logZ = log(number of state paths with the gold classes) = log 1.
+    cons = head.constraints(emissions, codes, lengths)
+    gold = torch.minimum(_gold_max_end(labels, valid, 5).index_select(-1, head.class_of),
+                         cons.pop("max_end"))
+    z = reference.semicrf_logz(head.expand(emissions), lengths=lengths, **head.crf_inputs(),
+                               **cons, max_end=gold)
+    np.testing.assert_allclose(z.detach().numpy(), 0.0, rtol=0, atol=1e-9)
+    # And the decoder, steered by emissions that favour the gold classes, returns that gene.
+    steer = torch.nn.functional.one_hot(labels, 5).double() * 4.0
+    emissions = torch.cat([steer, torch.zeros(len(genes), T, 8, dtype=torch.float64)], dim=-1)
+    _, rows, run_labels = head.decode(emissions, lengths, codes=codes, with_labels=True)
+    for (_, tx), r, lab in zip(genes, rows, run_labels):
+        got = complete_transcripts(r.numpy(), lab, "s")
+        assert [(t.strand, t.cds) for t in got] == [(tx.strand, tx.cds)]
 
 
 @pytest.mark.parametrize("strand", ["+", "-"])
@@ -87,30 +126,95 @@ def _zero_head(K, min_intron=12):
 ])
 def test_planted_gene_has_exactly_one_path(strand, exons, introns):
     rng = np.random.default_rng(len(exons) * 7 + (strand == "-"))
-    seq, tx = _plant_gene(rng, exons, introns, strand)
+    _assert_one_path_each(_zero_head(K=20), [_plant_gene(rng, exons, introns, strand)])
+
+
+def _ta_before_donor(rng, first, middle, strand, donor="GT", full=10):
+    """A three-exon gene whose middle exon (``first`` bases of CDS before it, ``middle`` long)
+    ends in TA right before the donor (read on the gene's strand). Where the exon leaves TA as
+    a partial codon (exit phase 2) the next exon starts with C, so TA + C is no stop."""
+    fixed = {first + middle - 2: "TA"}
+    if (first + middle) % 3 == 2:
+        fixed[first + middle] = "C"
+    last = full + (-(first + middle + full)) % 3
+    return _plant_gene(rng, [first, middle, last], [15, 16], strand, flank=12, fixed=fixed,
+                       donor=donor)
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_exons_ending_in_ta_before_the_donor_have_exactly_one_path(strand):
+    """An exon that ends in TA before its GT/GC donor, one base past a whole number of exon
+    full pieces (F = 18 at K = 20: 19 or 37 bp), with entry phase 1 (so exit phase 2: the TA is
+    the partial codon the intron's tail carries): TA + the donor's G spell TAG across the
+    exon's end, outside the CDS. A full piece used to forbid every stop starting inside it, so
+    this gene had no path on + (its last piece is 1 bp); the - mirror decoded. Both strands,
+    GT and GC donors, the neighbouring lengths (2, 4, 18, 20, 21 bp) and all three entry
+    phases (a first exon of 4, 5 or 6 bp)."""
+    rng = np.random.default_rng(5 + (strand == "-"))
     head = _zero_head(K=20)
-    T = len(seq)
-    labels = torch.from_numpy(transcripts_to_labels([tx], "s", T, SCHEME))[None]
-    emissions = torch.zeros(1, T, head.n_outputs, dtype=torch.float64)
-    codes = encode_sequences([seq], T)
-    nll, ok = head.nll(emissions, labels, codes=codes, relax_cut_runs=False)
-    assert bool(ok.all())
-    # Gold logZ = log(number of state paths with the gold classes) = log 1.
-    lengths = torch.tensor([T])
-    cons = head.constraints(emissions, codes, lengths)
-    from genoseg.crf.head import _gold_max_end
-    gold = torch.minimum(_gold_max_end(labels, torch.ones(1, T, dtype=torch.bool), 5)
-                         .index_select(-1, head.class_of), cons.pop("max_end"))
-    from genoseg.crf import reference
-    z = reference.semicrf_logz(head.expand(emissions), lengths=lengths, **head.crf_inputs(),
-                               **cons, max_end=gold)
-    assert float(z.detach()) == pytest.approx(0.0, abs=1e-9)
-    # And the decoder, steered by emissions that favour the gold classes, returns that gene.
-    steer = torch.nn.functional.one_hot(labels, 5).double() * 4.0
-    emissions = torch.cat([steer, torch.zeros(1, T, 8, dtype=torch.float64)], dim=-1)
-    _, rows, run_labels = head.decode(emissions, codes=codes, with_labels=True)
-    got = complete_transcripts(rows[0].numpy(), run_labels[0], "s")
-    assert [t.cds for t in got] == [tx.cds] and got[0].strand == strand
+    F = head.grammar.exon_piece
+    genes = [_ta_before_donor(rng, first, middle, strand, donor)
+             for first in (4, 5, 6) for middle in (2, 4, F, F + 1, F + 2, F + 3, 2 * F + 1)
+             for donor in ("GT", "GC")]
+    for seq, tx in genes:  # the exon's TA and the donor's G, read on the gene's strand
+        e = tx.cds[1][1] if strand == "+" else len(seq) - tx.cds[1][0]
+        assert (seq if strand == "+" else _revcomp(seq))[e - 2:e + 1] == "TAG"
+    _assert_one_path_each(head, genes)
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_exon_ending_in_ta_before_the_donor_at_the_shipped_k(strand):
+    """The same case at the shipped models' K = 150 (exon full piece 147 bp): a 148-bp middle
+    exon with entry phase 1 ending in TA before the donor."""
+    head = _zero_head(K=150, min_intron=12)
+    assert head.grammar.exon_piece == 147
+    rng = np.random.default_rng(7)
+    _assert_one_path_each(head, [_ta_before_donor(rng, 4, 148, strand)])
+
+
+@pytest.mark.parametrize("K", [20, 23])
+def test_pieces_admit_exactly_the_valid_exons(K):
+    """Differential test of the piece constraints against the whole-exon grammar: three-exon
+    genes with middle exons around one and two full pieces, on both strands and in every
+    phase, each planted once ending in TA before its donor (``_ta_before_donor``) and once
+    with random bases and stop codons (in any frame) written near its piece cuts and exon
+    ends. The head admits the gold labelling exactly when ``violations`` (the rules on whole
+    exons, no pieces) finds nothing wrong; both kinds occur, in-frame stops at the cuts among
+    the rejected."""
+    rng = np.random.default_rng(K)
+    head = _zero_head(K=K)
+    F = head.grammar.exon_piece
+    genes = []
+    for strand in "+-":
+        for first in range(3, 9):  # every entry phase of the middle exon, twice
+            for middle in (2, 4, F - 1, F, F + 1, F + 2, F + 3, 2 * F + 1, 2 * F + 2):
+                genes.append(_ta_before_donor(rng, first, middle, strand))
+                last = 3 + int(rng.integers(0, F))
+                last += (-(first + middle + last)) % 3
+                seq, tx = _plant_gene(rng, [first, middle, last], [14, 15], strand, flank=8)
+                s = list(seq)
+                near = [c + d for a, b in tx.cds for c in [*range(a, b, F), *range(b, a, -F)]
+                        for d in range(-3, 3)]
+                for p in rng.choice(near, size=int(rng.integers(0, 3))):
+                    s[p] = str(rng.choice(list("ACGT")))
+                for p in rng.choice(near, size=int(rng.integers(0, 3))):
+                    s[p:p + 3] = str(rng.choice(codons.STOPS if strand == "+"
+                                                else codons.STOPS_MINUS))
+                genes.append(("".join(s)[:len(seq)], tx))
+    T = max(len(seq) for seq, _ in genes)
+    lengths = torch.tensor([len(seq) for seq, _ in genes])
+    labels = torch.stack([torch.from_numpy(transcripts_to_labels([tx], "s", T, SCHEME))
+                          for _, tx in genes])
+    labels = torch.where(torch.arange(T)[None, :] < lengths[:, None], labels, 0)
+    emissions = torch.zeros(len(genes), T, head.n_outputs, dtype=torch.float64)
+    _, ok = head.nll(emissions, labels, lengths, relax_cut_runs=False,
+                     codes=encode_sequences([seq for seq, _ in genes], T))
+    problems = [violations(codons.encode(seq), transcript_segments(tx, codons.encode(seq)))
+                for seq, tx in genes]
+    assert ok.tolist() == [not p for p in problems], [
+        (tx, p) for (_, tx), p, o in zip(genes, problems, ok.tolist()) if o != (not p)]
+    assert 0.6 < float(ok.double().mean()) < 0.95
+    assert sum(any("in-frame stop" in x for x in p) for p in problems) >= 10
 
 
 def test_example_genes_are_admissible():
@@ -241,25 +345,62 @@ def test_complete_genes_start_and_end_between_genes():
     assert bool((score <= free_score + 1e-9).all())
 
 
+def _in_frame_stops_held(seq: str, strand: str, frame: int, s: int, e: int,
+                         past_e: bool = True) -> list[int]:
+    """Brute force: the left ends q of the in-frame stop codons whose 3'-most base on the
+    gene's strand lies in [s, e), for an exon piece [s, e) in reading frame ``frame`` (on +
+    the phase at s, codons start at s + lead(frame) (mod 3); on - the phase at e, codons end at
+    e - lead(frame) (mod 3)). ``past_e`` False: only codons that end by e (a - exon's 5'-end
+    piece: past e lies the intron). Codons running off the sequence are no stops."""
+    a = codons.lead(frame)
+    out = []
+    for q in range(max(0, s - 2), min(e, len(seq) - 2)):
+        if strand == "+":
+            held = s <= q + 2 < e and (q - s - a) % 3 == 0 and seq[q:q + 3] in codons.STOPS
+        else:
+            held = (s <= q < e and (e - a - q) % 3 == 0 and (past_e or q + 3 <= e)
+                    and seq[q:q + 3] in codons.STOPS_MINUS)
+        if held:
+            out.append(q)
+    return out
+
+
 @pytest.mark.parametrize("strand", ["+", "-"])
 @pytest.mark.parametrize("frame", [0, 1, 2])
 def test_piece_max_end_matches_brute_force(strand, frame):
+    """A full piece may end at e exactly when it holds the 3'-most base of no in-frame stop:
+    on + stops that began up to 2 bases before it count, stops running past its end do not
+    (the next piece holds their last base); on - the mirror image."""
     rng = np.random.default_rng(frame)
     seq = "".join(rng.choice(list("ACGT"), 200))
     codes = codons.encode(seq)
     T = len(seq)
     limit = piece_max_end(codes, strand, frame)
-    a = codons.lead(frame)
-    stops = codons.STOPS if strand == "+" else codons.STOPS_MINUS
     for s in range(T):
         for e in range(s + 3, T + 1, 3):  # full pieces have lengths divisible by 3
-            if strand == "+":
-                starts = range(s + a, e, 3)  # in-frame codons starting inside the piece
-            else:
-                starts = range(e - a - 3, s - 1, -3)  # counted from the right end
-                starts = [q for q in starts] + ([e - a] if a else [])
-            bad = any(seq[q:q + 3] in stops for q in starts if q + 3 <= T)
+            bad = bool(_in_frame_stops_held(seq, strand, frame, s, e))
             assert (e <= limit[s]) == (not bad), (s, e)
+
+
+@pytest.mark.parametrize("name", [lab.name for lab in LABELS if lab.is_exon])
+def test_last_piece_max_end_matches_brute_force(name):
+    """An exon's last piece [s, e) (length of its label's residue) may end at e exactly when
+    it holds the 3'-most base of no in-frame stop but, for a + terminal or single exon, its
+    last codon. Its reading frame is the label's entry phase: at s on + (after full pieces,
+    or the start codon head: 0), at e on - (the exon's 5' end, so no codon runs past e)."""
+    lab = BY_NAME[name]
+    rng = np.random.default_rng(len(name))
+    seq = "".join(rng.choice(list("ACGT"), 150))
+    T = len(seq)
+    limit = last_piece_max_end(codons.encode(seq), lab)
+    for s in range(T):
+        for e in range(s + 1, T + 1):
+            if (e - s) % 3 != lab.length_residue:
+                continue
+            held = _in_frame_stops_held(seq, lab.strand, lab.entry, s, e, past_e=False)
+            if lab.strand == "+" and lab.ends_cds:
+                held = [q for q in held if q + 3 != e]  # the stop that ends it
+            assert (e <= limit[s]) == (not held), (s, e)
 
 
 def test_grammar_tables():
@@ -317,8 +458,6 @@ def test_exons_whose_right_end_is_a_codon_hold_it_whole():
     """A + exon ending with its stop codon and a - exon ending (genomically) with its start
     codon have last pieces of >= 3 bp: a shorter one, alone in its run, would pass the codon
     mask with the neighbouring intron's bases. Every other exon last piece starts at 1 bp."""
-    from genoseg.labels.phase import BY_NAME
-
     g = PhaseGrammar(K=30, min_intron=10)
     allowed = g.durations_allowed()
     for c, st in enumerate(g.states):

@@ -44,3 +44,30 @@ def test_lean_viterbi_equals_the_reference(seed, complete_genes):
     np.testing.assert_array_equal(lean_rows, rows[0].numpy())
     assert lean_labels == labels[0]
     assert sum(lab is not None and lab != "intergenic" for lab in labels[0]) >= 2
+
+
+@pytest.mark.parametrize("strand", ["+", "-"])
+def test_lean_viterbi_decodes_exons_ending_in_ta_before_the_donor(strand):
+    """The lean Viterbi builds its constraints from the same compact columns: a middle exon one
+    base past a full piece (19 bp at K = 20), entry phase 1, ending in TA before its GT donor
+    decodes on both strands, as the reference's Viterbi decodes it."""
+    from crf.test_phase_head import _ta_before_donor
+    from genoseg.labels.gene import transcripts_to_labels
+    from genoseg.labels.phase_crf import complete_transcripts
+
+    torch.manual_seed(0)
+    head = PhaseGeneHead(SCHEME, K=20, min_intron=12).double()
+    seq, tx = _ta_before_donor(np.random.default_rng(1), 4, 19, strand)
+    T = len(seq)
+    gold = torch.from_numpy(transcripts_to_labels([tx], "s", T, SCHEME))
+    emissions = torch.zeros(1, T, head.n_outputs, dtype=torch.float64)
+    emissions[0, :, :5] = torch.nn.functional.one_hot(gold, 5).double() * 4.0
+    codes = encode_sequences([seq], T)
+    _, rows, labels = phase_viterbi.decode(head, emissions[0], codes[0].numpy(),
+                                           complete_genes=True)
+    assert [t.cds for t in complete_transcripts(rows, labels, "s")] == [tx.cds]
+    with crf.use("torch"):
+        _, ref_rows, ref_labels = head.decode(emissions, codes=codes, with_labels=True,
+                                              complete_genes=True)
+    np.testing.assert_array_equal(rows, ref_rows[0].numpy())
+    assert labels == ref_labels[0]
