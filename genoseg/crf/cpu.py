@@ -564,22 +564,37 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
 @torch.no_grad()
 def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, init=None,
                           final=None, start_bias=None, end_bias=None, max_end=None,
-                          class_of, boundary_states):
+                          class_of, boundary_states, boundary_starts=None):
     """Viterbi and class posteriors of one batch from ONE preparation of the inputs (annotate
     asks for both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward
     pass), for a head whose C labels expand a smaller class space.
 
     ``class_of`` (C,): each label's class; ``boundary_states`` (C,) bool: the labels whose
-    segment end is a run boundary. Returns (scores (B,), list of B (n, 3) int64 segments in
-    label space, logZ (B,), label_post (B, T, n_classes), boundary_post (B, T)): the first two
-    as ``semicrf_viterbi``; a class's posterior sums those of its labels, the boundary
-    posterior the end marginals of ``boundary_states`` (both gradients of logZ, reduced per
-    sequence on its worker thread; 0 past a length and where no segmentation is valid)."""
+    segment end is a run boundary; ``boundary_starts`` (C,) bool, optional: labels whose
+    segment start marks a run boundary right before it (a run end that no label's end tells,
+    e.g. the gene grammar's 3-bp exon made of its codon head alone; the two sets must make
+    disjoint events). Returns (scores (B,), list of B (n, 3) int64 segments in label space,
+    logZ (B,), label_post (B, T, n_classes), boundary_post (B, T)): the first two as
+    ``semicrf_viterbi``; a class's posterior sums those of its labels; the boundary posterior
+    at t is the end marginals of ``boundary_states`` at t plus the start marginals of
+    ``boundary_starts`` at t + 1, and at a sequence's last base the end marginals of all
+    labels (a run ends with the sequence). All are gradients of logZ, reduced per sequence on
+    its worker thread; 0 past a length and where no segmentation is valid."""
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end))
     class_of = np.asarray(class_of)
     boundary_states = np.asarray(boundary_states, dtype=bool)
+    if boundary_starts is not None:
+        boundary_starts = np.asarray(boundary_starts, dtype=bool)
     n_classes = int(class_of.max()) + 1
+
+    def boundaries(g_sb, g_eb, L):
+        out = g_eb[:L, boundary_states].sum(axis=1)
+        if boundary_starts is not None:
+            out[:L - 1] += g_sb[1:L, boundary_starts].sum(axis=1)
+        if L:
+            out[L - 1] = g_eb[L - 1].sum()
+        return out
 
     def one(b):
         score, _, alpha, bp_prev, bp_dur = seqs.forward(b, True, True)
@@ -596,7 +611,7 @@ def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, in
         label = np.zeros((L, n_classes))
         for state, cls in enumerate(class_of):
             label[:, cls] += part[0][:L, state]
-        return score, path, logz, (label, part[2][:L, boundary_states].sum(axis=1))
+        return score, path, logz, (label, boundaries(part[1], part[2], L))
 
     results = map_sequences(one, len(seqs.lengths))
     B, T, _ = seqs.em.shape

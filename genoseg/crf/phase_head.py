@@ -78,6 +78,11 @@ class PhaseGeneHead(nn.Module):
         self.register_buffer("is_last", torch.from_numpy(g.is_last()), persistent=False)
         self.register_buffer("is_intergenic",
                              self.class_of == GENE_LABELS.index("intergenic"), persistent=False)
+        # How a run's end shows in a path (``PhaseGrammar.run_end_states``): the end of one of
+        # these states' segments, or the start of one of those right after it.
+        run_ends, run_opens = g.run_end_states()
+        self.register_buffer("run_ends", torch.from_numpy(run_ends), persistent=False)
+        self.register_buffer("run_opens", torch.from_numpy(run_opens), persistent=False)
         self.register_buffer("trans_allowed_x", torch.from_numpy(g.transitions_allowed()),
                              persistent=False)
         self.register_buffer("dur_allowed_x", torch.from_numpy(g.durations_allowed()),
@@ -307,22 +312,26 @@ class PhaseGeneHead(nn.Module):
                    codes: torch.Tensor | None = None, constraints: dict | None = None,
                    complete_genes: bool = False):
         """(label_post (B, T, 5), boundary_post (B, T), log_z (B,)) in class space, as
-        ``SemiCRFHead.posteriors``; a boundary is the last base of a run (a last piece).
-        ``complete_genes``: see ``crf_inputs``."""
+        ``SemiCRFHead.posteriors``: boundary_post[b, t] is P(a run, i.e. a segment of the
+        five-class labelling, has its last base at t), from the start and end marginals
+        (``PhaseGrammar.run_end_states``: a run ends at a last piece, or at a codon head that
+        is a whole 3-bp exon). ``complete_genes``: see ``crf_inputs``."""
         B, T, _ = self._check(emissions)
         lengths = self._lengths(lengths, B, T, emissions.device)
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
         with torch.enable_grad():
             em = emissions.detach().requires_grad_(True)
             cons = self._constraints_for(em.detach(), codes, lengths, constraints)
+            sb = cons.pop("start_bias").detach().clone().requires_grad_(True)
             eb = cons.pop("end_bias").detach().clone().requires_grad_(True)
-            log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, end_bias=eb, **inputs,
-                                     start_bias=cons["start_bias"].detach(),
-                                     max_end=cons["max_end"])
+            log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, start_bias=sb,
+                                     end_bias=eb, **inputs, max_end=cons["max_end"])
             weight = torch.isfinite(log_z).to(log_z.dtype)
-            grad_em, grad_eb = torch.autograd.grad(log_z, (em, eb), grad_outputs=weight)
+            grad_em, grad_sb, grad_eb = torch.autograd.grad(log_z, (em, sb, eb),
+                                                            grad_outputs=weight)
         label_post = grad_em[..., :N_CLASSES].nan_to_num(0.0)
-        boundary_post = (grad_eb.nan_to_num(0.0) * self.is_last).sum(dim=-1)
+        boundary_post = run_end_posterior(grad_sb.nan_to_num(0.0), grad_eb.nan_to_num(0.0),
+                                          lengths, self.run_ends, self.run_opens)
         return label_post, boundary_post, log_z.detach()
 
     @torch.no_grad()
@@ -348,7 +357,8 @@ class PhaseGeneHead(nn.Module):
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
         scores, paths, log_z, label_post, boundary_post = cpu.viterbi_and_marginals(
             self.expand(emissions), lengths=lengths, **inputs, **cons,
-            class_of=self.class_of.cpu().numpy(), boundary_states=self.is_last.cpu().numpy())
+            class_of=self.class_of.cpu().numpy(), boundary_states=self.run_ends.cpu().numpy(),
+            boundary_starts=self.run_opens.cpu().numpy())
         runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
         return (scores, [r[0] for r in runs], [r[1] for r in runs], label_post, boundary_post,
                 log_z)
@@ -368,6 +378,20 @@ class PhaseGeneHead(nn.Module):
         return (f"grammar='phase', classes={self.C}, states={self.C_expanded}, K={self.K}, "
                 f"min_intron={self.grammar.min_intron}"
                 + (", flat_long_runs=True" if self.flat_long_runs else ""))
+
+
+def run_end_posterior(start_post: torch.Tensor, end_post: torch.Tensor, lengths: torch.Tensor,
+                      ends: torch.Tensor, opens: torch.Tensor) -> torch.Tensor:
+    """(B, T) P(a run has its last base at t) from the start and end marginals (B, T, C') of
+    the states (d log Z / d start_bias, end_bias): the end marginals of ``ends`` at t plus the
+    start marginals of ``opens`` at t + 1 (``PhaseGrammar.run_end_states``), and every
+    segment end at a sequence's last base. 0 past a length, as the marginals are."""
+    post = (end_post * ends).sum(dim=-1)
+    post[:, :-1] += (start_post[:, 1:] * opens).sum(dim=-1)
+    rows = torch.arange(post.shape[0], device=post.device)
+    last = (lengths.to(post.device) - 1).clamp(min=0)
+    post[rows, last] = end_post[rows, last].sum(dim=-1)
+    return post
 
 
 def _gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

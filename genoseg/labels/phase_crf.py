@@ -166,6 +166,20 @@ class PhaseGrammar:
     def is_last(self) -> np.ndarray:
         return np.array([s.role == "last" for s in self.states])
 
+    def run_end_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ends (C,), opens (C,)) bool: where a path shows that a run ends at t (t before a
+        sequence's last base). Either a segment of an ``ends`` state ends at t (a last piece
+        not followed by an intron), or a segment of an ``opens`` state starts at t + 1 (an
+        intron's splice head, which comes right after an exon's last piece or after a codon
+        head that is a whole 3-bp exon: no end state tells that head apart from one whose run
+        goes on). The two are disjoint events, so P(a run ends at t) is the sum of the end
+        marginals of ``ends`` at t and the start marginals of ``opens`` at t + 1. At a
+        sequence's last base every segment end is a run end (only last pieces end a path)."""
+        allowed = self.transitions_allowed()
+        opens = np.array([s.role == "head" and s.cls in (2, 4) for s in self.states])
+        before_intron = allowed[:, opens].any(axis=1)
+        return self.is_last() & ~before_intron, opens
+
     def _entry_states(self, name: str) -> list[int]:
         """States a run of label ``name`` may begin with."""
         lab = BY_NAME[name]

@@ -3,8 +3,9 @@
 Checked on the reference backend at small K, so that exons, introns and intergenic runs all
 tile: planted genes have exactly one state path (logZ over the gold labelling's paths is 0 with
 all scores 0), real example genes are admissible, every decoded gene model from random scores
-translates (``violations`` is empty), and the exon pieces' stop limits match brute force and
-admit exactly the gene models that ``violations`` passes.
+translates (``violations`` is empty), the exon pieces' stop limits match brute force and admit
+exactly the gene models that ``violations`` passes, and the boundary posterior is P(the class
+changes after a base), computed independently.
 """
 
 from __future__ import annotations
@@ -305,6 +306,70 @@ def test_decode_and_posteriors_in_one_preparation_matches_the_two_calls(complete
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("complete_genes", [False, True])
+def test_boundary_posterior_is_where_the_class_changes(complete_genes):
+    """boundary_post[t] is P(a segment of the five-class labelling has its last base at t):
+    consecutive runs always differ in class, so it is 1 - sum_k P(class k at t and at t + 1),
+    and 1 at the last base. Computed independently here: log Z over the paths whose classes
+    at t and t + 1 are k (the gold-label limits of ``nll``, other bases free), for every t
+    and k. A + gene whose initial exon is its ATG alone and a - gene whose terminal exon is its
+    stop alone are 3-bp exon runs made of the codon head only, whose ends a track of last
+    pieces misses; the reference's posteriors and the compiled CPU backend's
+    decode_and_posteriors must both count them."""
+    from genoseg.crf import backend as crf
+    from genoseg.crf import cpu
+    from genoseg.crf.head import _gold_max_end
+
+    rng = np.random.default_rng(8)
+    head = _zero_head(K=20)
+    plus, tx_plus = _plant_gene(rng, [3, 27, 21], [14, 15], "+", flank=15)
+    minus, tx_minus = _plant_gene(rng, [21, 27, 3], [16, 14], "-", flank=15)
+    seq, T = plus + minus, len(plus) + len(minus)
+    tx_minus = Transcript("s", "-", "g2", "t2", tuple((s + len(plus), e + len(plus))
+                                                       for s, e in tx_minus.cds))
+    codon_ends = [tx_plus.cds[0][0] + 2, tx_minus.cds[0][0] + 2]  # ATG (+), stop (-)
+    gold = torch.from_numpy(transcripts_to_labels([tx_plus, tx_minus], "s", T, SCHEME))
+    em = torch.randn(1, T, head.n_outputs, dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(9))
+    em[0, :, :5] += torch.nn.functional.one_hot(gold, 5).double() * 2.0
+    codes = encode_sequences([seq], T)
+    with crf.use("torch"):
+        _, bp, log_z = head.posteriors(em, codes=codes, complete_genes=complete_genes)
+
+    # The independent computation: one row per (t, k).
+    pairs = [(t, k) for t in range(T - 1) for k in range(5)]
+    labels = torch.full((len(pairs), T), -1, dtype=torch.int64)
+    for row, (t, k) in enumerate(pairs):
+        labels[row, t:t + 2] = k
+    cons = head.constraints(em, codes, torch.tensor([T]))
+    max_end = torch.minimum(_gold_max_end(labels, torch.ones_like(labels, dtype=torch.bool), 5)
+                            .index_select(-1, head.class_of), cons.pop("max_end"))
+    n = len(pairs)
+    with crf.use("cpu" if cpu.available() else "torch"):
+        z = crf.semicrf_logz(head.expand(em).expand(n, -1, -1),
+                             lengths=torch.full((n,), T), max_end=max_end,
+                             **{k: v.expand(n, -1, -1) for k, v in cons.items()},
+                             **head.crf_inputs(complete_genes))
+    same = torch.exp(z.detach() - log_z).reshape(T - 1, 5).sum(dim=1)
+    expect = torch.cat([1.0 - same, torch.ones(1, dtype=torch.float64)])
+    torch.testing.assert_close(bp[0], expect, rtol=0, atol=1e-9)
+    # The codon-only exons do end runs, with much probability, which last pieces alone miss.
+    is_last = torch.from_numpy(head.grammar.is_last())
+    with torch.enable_grad():
+        c = head.constraints(em, codes, torch.tensor([T]))
+        eb = c.pop("end_bias").clone().requires_grad_(True)
+        z1 = reference.semicrf_logz(head.expand(em), lengths=torch.tensor([T]), end_bias=eb,
+                                    **c, **head.crf_inputs(complete_genes))
+        last_piece_ends = (torch.autograd.grad(z1.sum(), eb)[0][0] * is_last).sum(dim=-1)
+    for t in codon_ends:
+        assert float(bp[0, t]) > 0.5 and float(bp[0, t] - last_piece_ends[t]) > 0.5, t
+    if not cpu.available():
+        return
+    with crf.use("cpu"):
+        got = head.decode_and_posteriors(em, codes=codes, complete_genes=complete_genes)
+    torch.testing.assert_close(got[4], bp, rtol=0, atol=1e-9)
+
+
 def test_complete_genes_start_and_end_between_genes():
     """complete_genes=True: every path starts and ends in intergenic sequence, so a gene cut by
     a sequence end cannot be decoded; the posteriors agree (intergenic at both ends), and the
@@ -411,6 +476,19 @@ def test_grammar_tables():
     for i, s in enumerate(g.states):
         if s.role == "piece":
             assert {g.states[j].cls for j in np.flatnonzero(allowed[i])} == {s.cls}
+    # The run ends the boundary posterior counts: a last piece of ``ends``, or a state right
+    # before one of ``opens`` (the intron heads), which only the other last pieces (always) and
+    # the two codon heads (when they are a whole 3-bp exon) come before.
+    ends, opens = g.run_end_states()
+    assert {g.states[j].name for j in np.flatnonzero(opens)} == {
+        f"{lab.name}^splice" for lab in LABELS if lab.kind == "intron"}
+    before = np.flatnonzero(allowed[:, opens].any(axis=1))
+    assert {g.states[i].name for i in before if g.states[i].role != "last"} == {
+        "exon+^codon", "exon-^codon"}
+    for i in before:
+        if g.states[i].role == "last":
+            assert not ends[i] and allowed[i, ~opens].sum() == 0, g.states[i].name
+    assert (ends | np.isin(np.arange(g.C), before)).sum() == g.is_last().sum() + 2
 
 
 def test_codes_from_inputs():
