@@ -3,7 +3,9 @@
 Knows tensors only: no genomes, labels, paths or configs. The public functions are twins of
 ``genoseg.crf.reference`` (same signatures, same semantics, float32 accumulation): see ``api``
 for how the posteriors and gradients are assembled, ``chunked`` for the chunk-parallel driver
-that spreads one long sequence over the whole GPU, and ``scan`` for the kernel itself.
+that spreads one long sequence over the whole GPU, ``scan`` / ``outside`` for the kernels, and
+``sparse`` for the sparse-window twins (``scan_sparse`` / ``outside_sparse``) that a model whose
+-inf pattern leaves most (duration, label) cells and transitions empty runs on instead.
 """
 
 from __future__ import annotations
