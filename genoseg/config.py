@@ -126,7 +126,8 @@ class AnnotateConfig:
     intergenic_bias: float = 0.0
     # Gene grammars: "complete" decodes every contig as starting and ending between genes (gene
     # models lie whole inside it); "partial" lets a run be cut by a contig end, as in a draft
-    # assembly whose contigs end inside genes (such cut genes go to the BED, not the GFF3).
+    # assembly whose contigs end inside genes (such cut genes are partial gene models in the
+    # GFF3, genoseg.labels.phase_crf.gene_transcripts).
     gene_model: str = "complete"
     # Average the encoder's scores with its scores on the reverse-complemented contig, mapped
     # back to this strand (genoseg.annotate.rc): test-time augmentation for models trained with

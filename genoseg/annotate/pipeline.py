@@ -62,7 +62,8 @@ class ContigResult:
     label_post: np.ndarray | None = None  # (L, C) float32
     boundary_post: np.ndarray | None = None  # (L,) float32
     log_z: float = float("nan")
-    run_labels: list | None = None  # phase grammar: each segment's gene label (None: cut run)
+    # Phase grammar: each segment's gene label (a phase_crf.CutRun where a contig end may cut it).
+    run_labels: list | None = None
 
 
 @dataclass
@@ -284,7 +285,8 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     bar.close()
     ordered = [results[s] for s in names]
     source.close()
-    _write_outputs(ordered, scheme, meta, outputs, lengths, summary)
+    _write_outputs(ordered, scheme, meta, outputs, lengths, summary,
+                   partial_genes=cfg.annotate.gene_model == "partial")
     summary.seconds = time.perf_counter() - t_start
     summary.segments = sum(len(r.segments) for r in ordered)
     return summary
@@ -352,7 +354,9 @@ def _lean_contig(model, source, seqid: str, length: int, device, cfg,
 
 
 def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: AnnotateOutputs,
-                   lengths: dict[str, int], summary: Summary) -> None:
+                   lengths: dict[str, int], summary: Summary, partial_genes: bool = False) -> None:
+    """``partial_genes`` (phase grammar, ``--gene-model partial``): genes cut by a contig end
+    go to the GFF3 too, as partial gene models (``phase_crf.gene_transcripts``)."""
     from genoseg.io.features import Segment
     from genoseg.labels.runs import merge_segments
 
@@ -366,15 +370,15 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
         transcripts = []
         for r in results:
             if r.run_labels is not None:
-                # Phase grammar: complete gene models only (genes cut by a contig end have no
-                # start or stop codon and are left out of the GFF3; the BED keeps their runs).
-                from genoseg.labels.phase_crf import complete_transcripts
+                # Phase grammar: genes cut by a contig end (only decoded with --gene-model
+                # partial) are partial gene models, marked so in the GFF3.
+                from genoseg.labels.phase_crf import gene_transcripts
 
                 scores = r.segment_scores
                 if len(scores) and not np.isfinite(scores).any():
                     scores = None  # decoded without posteriors (a long contig on a CPU)
-                transcripts += complete_transcripts(r.segments, r.run_labels, r.seqid,
-                                                    scores=scores)
+                transcripts += gene_transcripts(r.segments, r.run_labels, r.seqid,
+                                                scores=scores, partial=partial_genes)
             else:
                 transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
                                                        segment_scores=r.segment_scores)

@@ -39,9 +39,10 @@ import click
                    "lower: longer genes.")
 @click.option("--gene-model", type=click.Choice(["complete", "partial"]), default=None,
               help="Gene models: complete (every contig starts and ends between genes) or "
-                   "partial (a contig end may cut a gene, as in a draft assembly; cut genes go "
-                   "to the BED only). Default: the model's [annotate] gene_model, complete "
-                   "unless set.")
+                   "partial (a contig end may cut a gene, as in a draft assembly; a cut gene "
+                   "is written as a partial gene model, NCBI-style: partial=true and "
+                   "start_range/end_range, its CDS phases counted from the cut). Default: the "
+                   "model's [annotate] gene_model, complete unless set.")
 @click.option("--rc-average/--no-rc-average", default=None,
               help="Average the encoder's scores with its scores on the reverse-complemented "
                    "contig (test-time augmentation; twice the encoder's time; not with stranded "

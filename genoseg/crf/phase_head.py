@@ -16,7 +16,10 @@ learned offset (``gc_donor``). Transitions, init/final and durations are learnab
 durations use the log-linear prior of ``SemiCRFHead`` plus a residual table. Any state may
 start a sequence (a window or contig may cut a run anywhere); only a last piece may end one.
 Decoding may ask for complete genes (``complete_genes=True``): then a sequence starts and ends
-in intergenic sequence, as a contig end does unless the assembly cut a gene.
+in intergenic sequence, as a contig end does unless the assembly cut a gene. With free ends a
+run touching a sequence end comes back as a ``phase_crf.CutRun`` (what its states tell: its
+reading frame, not its cut-off site), from which ``phase_crf.gene_transcripts`` makes partial
+gene models.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from genoseg.crf import backend as crf
 from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs, nll_of_possible
 from genoseg.crf.threads import map_sequences
 from genoseg.labels import codons
-from genoseg.labels.phase_crf import SITES, PhaseGrammar
+from genoseg.labels.phase_crf import SITES, PhaseGrammar, cut_run
 from genoseg.labels.scheme import GENE_LABELS, LabelScheme
 
 N_CLASSES = len(GENE_LABELS)
@@ -271,23 +274,29 @@ class PhaseGeneHead(nn.Module):
                constraints: dict | None = None, complete_genes: bool = False):
         """Viterbi: (scores (B,), list of B int64 CPU (n, 3) class rows [start, end, class]),
         one row per run. ``with_labels``: also a list of B lists with each run's phase label
-        name (None for a run cut by the sequence end). ``complete_genes``: see
+        name, or for a run touching a sequence end (maybe cut there) a
+        ``phase_crf.CutRun``: what its states tell (``_runs``). ``complete_genes``: see
         ``crf_inputs``."""
         B, T, _ = self._check(emissions)
         lengths = self._lengths(lengths, B, T, emissions.device)
         cons = self._constraints_for(emissions, codes, lengths, constraints)
         scores, paths = crf.semicrf_viterbi(self.expand(emissions), lengths=lengths,
                                             **self.crf_inputs(complete_genes), **cons)
-        runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
+        runs = [self._runs(p, int(L), _codes_row(codes, b, int(L)))
+                for b, (p, L) in enumerate(zip(paths, lengths.tolist()))]
         rows = [r[0] for r in runs]
         if with_labels:
             return scores, rows, [r[1] for r in runs]
         return scores, rows
 
-    def _runs(self, path: torch.Tensor, length: int) -> tuple[torch.Tensor, list]:
+    def _runs(self, path: torch.Tensor, length: int, codes: np.ndarray | None = None
+              ) -> tuple[torch.Tensor, list]:
         """State rows -> (class rows, run labels): a run ends at its last piece, at a codon head
-        that is a whole 3-bp exon, or at the end of the path. Runs touching either end of the
-        sequence get no label: they may be cut there (``constraints`` relaxes the sites)."""
+        that is a whole 3-bp exon, or at the end of the path (always a last piece), and its
+        final state names its label. A run touching either end of the sequence may be cut
+        there (``constraints`` relaxes the sites): its label is a ``phase_crf.CutRun``, which
+        says what of that name holds (``codes``: the sequence's codes, for its
+        ``stop_at_cut``)."""
         path = path.cpu().numpy()
         g = self.grammar
         rows, labels = [], []
@@ -302,7 +311,10 @@ class PhaseGeneHead(nn.Module):
                     or g.states[nxt].cls != state.cls)
             if ends:
                 rows.append((start, e, state.cls))
-                labels.append(None if start == 0 or e == length else label)
+                # label is None only on a path of score -inf (a valid path ends in a last piece,
+                # and pieces continue their run), which callers reject.
+                cut = label is not None and (start == 0 or e == length)
+                labels.append(cut_run(label, start, e, length, codes) if cut else label)
                 start = None
         out = torch.tensor(rows, dtype=torch.int64).reshape(-1, 3)
         return out, labels
@@ -346,8 +358,8 @@ class PhaseGeneHead(nn.Module):
         lengths = self._lengths(lengths, B, T, emissions.device)
         cons = self._constraints_for(emissions, codes, lengths, constraints)
         if crf.resolve(emissions.device) != "cpu":
-            scores, rows, run_labels = self.decode(emissions, lengths, with_labels=True,
-                                                   constraints=cons,
+            scores, rows, run_labels = self.decode(emissions, lengths, codes=codes,
+                                                   with_labels=True, constraints=cons,
                                                    complete_genes=complete_genes)
             return (scores, rows, run_labels,
                     *self.posteriors(emissions, lengths, constraints=cons,
@@ -359,7 +371,8 @@ class PhaseGeneHead(nn.Module):
             self.expand(emissions), lengths=lengths, **inputs, **cons,
             class_of=self.class_of.cpu().numpy(), boundary_states=self.run_ends.cpu().numpy(),
             boundary_starts=self.run_opens.cpu().numpy())
-        runs = [self._runs(p, int(L)) for p, L in zip(paths, lengths.tolist())]
+        runs = [self._runs(p, int(L), _codes_row(codes, b, int(L)))
+                for b, (p, L) in enumerate(zip(paths, lengths.tolist()))]
         return (scores, [r[0] for r in runs], [r[1] for r in runs], label_post, boundary_post,
                 log_z)
 
@@ -392,6 +405,11 @@ def run_end_posterior(start_post: torch.Tensor, end_post: torch.Tensor, lengths:
     last = (lengths.to(post.device) - 1).clamp(min=0)
     post[rows, last] = end_post[rows, last].sum(dim=-1)
     return post
+
+
+def _codes_row(codes: torch.Tensor | None, b: int, length: int) -> np.ndarray | None:
+    """(length,) uint8 codes of sequence b of a (B, T) batch, on the host (None: none given)."""
+    return None if codes is None else codes[b, :length].cpu().numpy()
 
 
 def _gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

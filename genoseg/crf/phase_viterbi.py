@@ -152,7 +152,8 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
            ) -> tuple[float, np.ndarray, list]:
     """Viterbi of ONE sequence under a ``PhaseGeneHead``: (score, class rows (n, 3) [start,
     end, class], run labels), as ``head.decode(..., with_labels=True,
-    complete_genes=complete_genes)`` gives for it.
+    complete_genes=complete_genes)`` gives for it (runs touching a sequence end: a
+    ``phase_crf.CutRun`` each, built by the same ``head._runs``).
 
     emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8.
     """
@@ -184,5 +185,5 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
         inputs["durations"], inputs["init"], inputs["final"], float(head.gc_donor.detach()),
         head.K, np.zeros((T + 1, g.C), dtype=np.uint8 if head.K < 256 else np.uint16),
         np.zeros((T, g.C), dtype=np.uint8 if g.C <= 256 else np.uint16))
-    runs, labels = head._runs(torch.from_numpy(rows), T)
+    runs, labels = head._runs(torch.from_numpy(rows), T, codes)
     return float(score), runs.numpy(), labels

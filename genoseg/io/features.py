@@ -15,6 +15,13 @@ class Transcript:
 
     ``cds`` holds (start, end) pairs, 0-based half-open, sorted by start, non-overlapping; the CDS
     includes the stop codon. ``strand`` is '+' or '-'.
+
+    A partial transcript (a gene cut by a contig end) lacks its 5' end (``partial5``: no start
+    codon) or its 3' end (``partial3``: no stop codon), on the transcript's strand. ``phase5`` is
+    the GFF3 phase of its 5'-most CDS part: bases to skip from that part's 5' end to the first
+    complete codon (0 for a CDS that begins with its start codon). ``span``: the gene's extent
+    where it reaches past the CDS (a gene cut inside an intron runs to the contig end); None:
+    the CDS span. ``start`` and ``end`` are the gene's extent.
     """
 
     seqid: str
@@ -24,14 +31,22 @@ class Transcript:
     cds: tuple[tuple[int, int], ...]
     score: float | None = None  # e.g. a posterior probability; written to the GFF3 score column
     attributes: dict = field(default_factory=dict, compare=False)
+    phase5: int = 0
+    partial5: bool = False
+    partial3: bool = False
+    span: tuple[int, int] | None = None
 
     @property
     def start(self) -> int:
-        return self.cds[0][0]
+        return self.cds[0][0] if self.span is None else self.span[0]
 
     @property
     def end(self) -> int:
-        return self.cds[-1][1]
+        return self.cds[-1][1] if self.span is None else self.span[1]
+
+    @property
+    def partial(self) -> bool:
+        return self.partial5 or self.partial3
 
     @property
     def cds_length(self) -> int:

@@ -184,7 +184,8 @@ def _feature_lines(path: Path, fmt: str) -> Iterator[tuple[int, list, dict]]:
         if phase not in (".", "0", "1", "2"):
             raise InputError(f"{where}: invalid phase {phase!r} (expected ., 0, 1 or 2)")
         seqid = unquote(seqid) if fmt == "gff3" else seqid
-        yield number, [seqid, ftype, start_1 - 1, end_1, value, strand], parse_attributes(attributes, where)
+        yield (number, [seqid, ftype, start_1 - 1, end_1, value, strand, phase],
+               parse_attributes(attributes, where))
 
 
 def _merge_parts(path: Path, tid: str, rec: _Parts) -> tuple[tuple[int, int], ...]:
@@ -217,6 +218,16 @@ def _add_part(path: Path, store: dict, tid: str, seqid: str, strand: str, start:
     rec.parts.append((start, end, line))
 
 
+# NCBI's markers of a partial feature (GFF3 column 9): start_range=.,X says the feature's true
+# genome-left end lies at or before X (unknown), end_range=X,. its genome-right end at or after X.
+_PARTIAL_KEYS = ("partial", "start_range", "end_range")
+
+
+def _range_ends(attributes: dict) -> set[str]:
+    """{"left", "right"}: the genome ends a feature's start_range / end_range mark as missing."""
+    return {side for key, side in (("start_range", "left"), ("end_range", "right")) if key in attributes}
+
+
 def _select_longest(candidates: list[tuple[int, Transcript]]) -> Transcript:
     # max() returns the first maximal item, so sorting by file order breaks ties by "first in file"
     candidates.sort(key=lambda item: item[0])
@@ -228,7 +239,11 @@ def _read_gff3(path: Path) -> tuple[list[tuple[int, Transcript]], set[str]]:
     references: list[tuple[str, int]] = []  # (parent ID, line) to check once the file is read
     cds: dict[str, _Parts] = {}
     genes: dict[str, int] = {}  # ID of each 'gene' feature -> line
-    for line, (seqid, ftype, start, end, score, strand), attributes in _feature_lines(path, "gff3"):
+    # Per transcript: which genome ends a start_range / end_range marks as missing (NCBI's
+    # partial genes), and the 5'-most CDS row's (start, end, phase).
+    cut_ends: dict[str, set[str]] = {}
+    five_prime_row: dict[str, tuple[int, int, str]] = {}
+    for line, (seqid, ftype, start, end, score, strand, phase), attributes in _feature_lines(path, "gff3"):
         fid = attributes.get("ID")
         parents = attributes.get("Parent", [])
         parents = [parents] if isinstance(parents, str) else list(parents)
@@ -244,6 +259,10 @@ def _read_gff3(path: Path) -> tuple[list[tuple[int, Transcript]], set[str]]:
                 raise InputError(f"{path}:{line}: CDS without a Parent attribute")
             for tid in parents:
                 _add_part(path, cds, tid, seqid, strand, start, end, line)
+                cut_ends.setdefault(tid, set()).update(_range_ends(attributes))
+                row = five_prime_row.get(tid)
+                if row is None or (start < row[0] if strand == "+" else end > row[1]):
+                    five_prime_row[tid] = (start, end, phase)
     for parent, line in references:
         if parent not in features:
             raise InputError(f"{path}:{line}: Parent '{parent}' refers to no feature with that ID")
@@ -261,9 +280,14 @@ def _read_gff3(path: Path) -> tuple[list[tuple[int, Transcript]], set[str]]:
     for tid, rec in cds.items():
         feature = features[tid]
         gid = root(tid)
-        extra = {k: v for k, v in feature.attributes.items() if k not in ("ID", "Parent")}
+        extra = {k: v for k, v in feature.attributes.items() if k not in ("ID", "Parent", *_PARTIAL_KEYS)}
+        ends = cut_ends.get(tid, set()) | _range_ends(feature.attributes)
+        left, right = "left" in ends, "right" in ends
+        partial5, partial3 = (left, right) if rec.strand == "+" else (right, left)
+        phase = five_prime_row[tid][2]
         transcript = Transcript(
-            rec.seqid, rec.strand, gid, tid, _merge_parts(path, tid, rec), feature.score, extra
+            rec.seqid, rec.strand, gid, tid, _merge_parts(path, tid, rec), feature.score, extra,
+            phase5=int(phase) if partial5 and phase != "." else 0, partial5=partial5, partial3=partial3,
         )
         by_gene.setdefault(gid, []).append((feature.line, transcript))
     without_cds = {gid for gid in genes if gid not in by_gene}
@@ -275,7 +299,7 @@ def _read_gtf(path: Path) -> tuple[list[tuple[int, Transcript]], set[str]]:
     gene_of: dict[str, str] = {}
     transcript_line: dict[str, tuple[int, float | None, dict]] = {}
     gene_line: dict[str, int] = {}
-    for line, (seqid, ftype, start, end, score, strand), attributes in _feature_lines(path, "gtf"):
+    for line, (seqid, ftype, start, end, score, strand, _phase), attributes in _feature_lines(path, "gtf"):
         gid = attributes.get("gene_id")
         tid = attributes.get("transcript_id")
         if gid is not None:
@@ -323,6 +347,12 @@ def read_gene_models(path: str | os.PathLike, seqids: Iterable[str] | None = Non
     mRNA/transcript line's score (or None); ``attributes`` holds that line's other attributes
     (GFF3 multi-value attributes as lists). Reading stops at ``##FASTA``.
 
+    Partial gene models (GFF3, NCBI's convention as ``write_gff3`` writes it): a
+    ``start_range`` / ``end_range`` on the transcript or one of its CDS rows marks its
+    genome-left / genome-right end as missing, which sets ``partial5`` / ``partial3`` per strand
+    (they and ``partial`` are not kept in ``attributes``); a 5'-partial transcript's ``phase5``
+    is its 5'-most CDS row's phase. ``span`` stays None (the CDS span).
+
     ``seqids``: keep only transcripts on these sequences (the whole file is still validated).
 
     Raises InputError (naming file and line) for: missing file, wrong column count, non-integer
@@ -355,8 +385,10 @@ def cds_phases(transcript: Transcript) -> list[int]:
     """GFF3 phase of each CDS part, in genome order (the order of ``transcript.cds``).
 
     Phase = number of bases to skip at the part's 5' end (transcript orientation) to reach the
-    first base of the next codon: walking the parts 5'->3' (descending start on the - strand),
-    ``phase_k = (3 - (bases in earlier parts) % 3) % 3``.
+    first base of the next codon. The 5'-most part's is ``transcript.phase5`` (0 unless the
+    transcript lacks its 5' end), so codons start phase5 + 3m bases into the spliced CDS;
+    walking the parts 5'->3' (descending start on the - strand),
+    ``phase_k = (phase5 - (bases in earlier parts)) % 3``.
     """
     order = range(len(transcript.cds))
     if transcript.strand == "-":
@@ -365,9 +397,30 @@ def cds_phases(transcript: Transcript) -> list[int]:
     done = 0
     for k in order:
         start, end = transcript.cds[k]
-        phases[k] = (3 - done % 3) % 3
+        phases[k] = (transcript.phase5 - done) % 3
         done += end - start
     return phases
+
+
+def missing_ends(transcript: Transcript) -> tuple[bool, bool]:
+    """(genome-left end missing, genome-right end missing): the 5' end is the left one on +,
+    the right one on -. GFF3's start_range / end_range mark these."""
+    if transcript.strand == "+":
+        return transcript.partial5, transcript.partial3
+    return transcript.partial3, transcript.partial5
+
+
+def _partial_attributes(left: bool, right: bool, start1: int, end1: int) -> str:
+    """``;partial=true;start_range=.,S;end_range=E,.`` as far as the ends are missing ('' if
+    neither): NCBI's markers, 1-based coordinates of the feature's own ends."""
+    if not (left or right):
+        return ""
+    pairs = [("partial", "true")]
+    if left:
+        pairs.append(("start_range", [".", start1]))
+    if right:
+        pairs.append(("end_range", [end1, "."]))
+    return ";" + _format_attributes(pairs)
 
 
 def _format_score(score: float | None) -> str:
@@ -404,8 +457,15 @@ def _check_transcript(t: Transcript, lengths: dict[str, int]) -> None:
             f"transcript '{t.transcript_id}' ends at {t.end}, past the end of '{t.seqid}' (length {lengths[t.seqid]})"
         )
     for key in t.attributes:
-        if key in ("ID", "Parent"):
+        if key in ("ID", "Parent", *_PARTIAL_KEYS):
             raise ValueError(f"transcript '{t.transcript_id}': attribute {key!r} is reserved for the writer")
+    if t.phase5 not in (0, 1, 2) or (t.phase5 and not t.partial5):
+        raise ValueError(
+            f"transcript '{t.transcript_id}': phase5 {t.phase5!r} (0, 1 or 2; only a transcript "
+            "without its 5' end may start off a codon boundary)"
+        )
+    if t.span is not None and not 0 <= t.span[0] <= t.cds[0][0] < t.cds[-1][1] <= t.span[1]:
+        raise ValueError(f"transcript '{t.transcript_id}': span {t.span} does not contain its CDS {t.cds}")
 
 
 def write_gff3(
@@ -424,7 +484,12 @@ def write_gff3(
     ``{seqid}.g{n}``, n counting genes of that seqid in output order), ``mRNA`` (ID ``{gene}.t1``),
     then for each CDS part, in genome order, an ``exon`` (ID ``{mrna}.exon{k}``, k counted 5'->3')
     and a ``CDS`` line (all parts share ID ``{mrna}.cds``; phase as in :func:`cds_phases`). Exons
-    equal CDS parts: no UTRs are predicted. ``Transcript.score`` goes to the gene and mRNA score
+    equal CDS parts: no UTRs are predicted. A partial transcript (``partial5`` / ``partial3``)
+    gets NCBI's markers: ``partial=true`` on gene, mRNA and every CDS row, and on the features
+    whose genome-left / genome-right end is missing (:func:`missing_ends`; the 5' end is the left
+    one on +) ``start_range=.,START`` / ``end_range=END,.`` with their own coordinates: gene and
+    mRNA (which span ``Transcript.span``), the CDS row at that end, and the exon the contig end
+    cuts. ``Transcript.score`` goes to the gene and mRNA score
     column (4 decimals, '.' if None); ``Transcript.attributes`` are appended to the mRNA line,
     %-escaped as the spec requires (list values become multi-value attributes).
 
@@ -474,10 +539,12 @@ def write_gff3(
             mrna = f"{gene}.t1"
             score = _format_score(t.score)
             common = f"{seqid}\t{source}"
-            out.write(f"{common}\tgene\t{t.start + 1}\t{t.end}\t{score}\t{t.strand}\t.\tID={gene}\n")
+            left, right = missing_ends(t)
+            marks = _partial_attributes(left, right, t.start + 1, t.end)
+            out.write(f"{common}\tgene\t{t.start + 1}\t{t.end}\t{score}\t{t.strand}\t.\tID={gene}{marks}\n")
             extra = _format_attributes(t.attributes.items())
             out.write(
-                f"{common}\tmRNA\t{t.start + 1}\t{t.end}\t{score}\t{t.strand}\t.\tID={mrna};Parent={gene}"
+                f"{common}\tmRNA\t{t.start + 1}\t{t.end}\t{score}\t{t.strand}\t.\tID={mrna};Parent={gene}{marks}"
                 + (f";{extra}" if extra else "")
                 + "\n"
             )
@@ -485,12 +552,19 @@ def write_gff3(
             n = len(t.cds)
             for k, (start, end) in enumerate(t.cds):
                 exon_number = k + 1 if t.strand == "+" else n - k  # numbered 5' -> 3'
+                # An exon is partial where the contig end cuts it; every CDS row of a partial
+                # CDS says so, and its end rows carry the ranges (NCBI's layout).
+                first, last = k == 0 and left, k == n - 1 and right
+                exon_marks = _partial_attributes(first and start == t.start, last and end == t.end, start + 1, end)
+                cds_marks = _partial_attributes(first, last, start + 1, end)
+                if t.partial and not cds_marks:
+                    cds_marks = ";partial=true"
                 out.write(
                     f"{common}\texon\t{start + 1}\t{end}\t.\t{t.strand}\t.\t"
-                    f"ID={mrna}.exon{exon_number};Parent={mrna}\n"
+                    f"ID={mrna}.exon{exon_number};Parent={mrna}{exon_marks}\n"
                 )
                 out.write(
                     f"{common}\tCDS\t{start + 1}\t{end}\t.\t{t.strand}\t{phases[k]}\t"
-                    f"ID={mrna}.cds;Parent={mrna}\n"
+                    f"ID={mrna}.cds;Parent={mrna}{cds_marks}\n"
                 )
             out.write("###\n")

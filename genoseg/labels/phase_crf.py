@@ -40,6 +40,12 @@ on which exon label the run will turn out to be, so they are shared: per strand 
 family for runs after intergenic sequence (frame 0) and one per intron phase. The last piece
 names the label. This keeps the state count at 80 instead of 45 + 2 x 44.
 
+Sequence ends. A training window or a draft contig may cut a run: a path may start in any
+state and ends in any last piece, and the edges carry no site constraint but one (the + codon
+head at 0 is no stop codon). A decoded run touching an end gets a ``CutRun`` label, which
+still gives the run's reading frame at both ends: what partial gene models
+(``gene_transcripts``) need for their CDS phases.
+
 States are in class space ``GENE_LABELS`` (intergenic, exon+, intron+, exon-, intron-) for
 emissions, gold labels, decoded runs and posteriors; the phase labels only exist inside.
 """
@@ -276,7 +282,10 @@ class PhaseGrammar:
 
         The sequence's two edges carry no site constraint: a run cut there (a training window,
         a contig end) shows neither its site nor what lies beyond. Decoding reports such runs as
-        cut (no label), so they never make a "complete" gene."""
+        cut (a ``CutRun``), so they never make a "complete" gene. One exception: the + codon
+        head at 0 may not be a stop codon. It is the first codon of the CDS the path reads
+        there (frame 0), and no piece checks a head for stops, so a gene cut at 0 would begin
+        with one (a partial gene model must translate)."""
         T = len(codes)
         sites = codons.site_masks(codes)
         cols = {key: [value] for key, value in (
@@ -289,6 +298,8 @@ class PhaseGrammar:
         if T:
             out["start_ok"][0], out["end_ok"][T - 1] = True, True
             out["start_gc"][0], out["end_gc"][T - 1] = False, False
+            head = self.column_index()["start_ok"][self.index["exon+^codon"]]
+            out["start_ok"][0, head] = not (T >= 3 and sites["stop_codon_plus"][2])
         return out
 
     def _column_recipes(self) -> dict:
@@ -451,47 +462,143 @@ def _plus_max_end(codes: np.ndarray, frame: int, terminal: bool) -> np.ndarray:
     return nxt[np.minimum(first, T + 2)] + (3 if terminal else 2)
 
 
-def complete_transcripts(rows, run_labels, seqid: str, scores=None) -> list:
+@dataclass(frozen=True)
+class CutRun:
+    """The run label ``PhaseGeneHead.decode`` gives a run that touches a sequence end (``left``:
+    it starts at 0, ``right``: it ends at the sequence's length), where the run may be cut.
+
+    What the states tell about such a run. Every path ends in a last piece (``final`` is -inf
+    elsewhere, in the dense decoder and the lean one alike) and every run's final state names
+    its label (``exit_label``), so ``label`` is always a phase label; the sequence's edges
+    carry no site constraint (``sequence_columns``), so part of it is no claim:
+
+    - left cut: the path may begin in any state, so the run begins with a head (its codon or
+      splice dinucleotide at 0 unchecked, but a + start codon head is no stop codon), a full
+      piece of any family, or the last piece. The last piece, inside the sequence, names the
+      label with its right-end site checked. The phase at 0 is the label's left-end phase
+      (entry on +, exit on -): the stop limits of the pieces read codons from there
+      (``codons.lead``), none across 0.
+    - right cut: the run's true last piece lies past the end, yet the path ends in a last-piece
+      state of the run's piece family (a family's pieces lead only to its target labels, whose
+      left-end phase is the family's frame: 0 after intergenic sequence, p after an intron of
+      phase p). So the label's left-end phase is the run's real frame there, and its right-end
+      phase follows from the run's length (the label's length residue); whether the exon's kind
+      ends with a codon there (+ terminal/single: a stop; - initial/single: a start) is free,
+      but a + exon may end in an in-frame stop only under a terminal/single label.
+
+    Either way the label's entry and exit phases are the run's reading frame at its two ends;
+    only the start/stop codon or splice site its kind names at a cut end may be absent.
+    ``stop_at_cut``: the exon's 3' end is the cut end and holds its stop codon, in frame (+:
+    terminal/single ending at the length with a stop there; -: terminal/single starting at 0
+    with a stop there), so the CDS's 3' end is complete; False where codes were not given.
+    """
+
+    label: str
+    left: bool
+    right: bool
+    stop_at_cut: bool = False
+
+
+def cut_run(label: str, start: int, end: int, length: int, codes=None) -> CutRun:
+    """The ``CutRun`` of a run [start, end) of a sequence of ``length`` (codes: its
+    ``codons.encode`` codes, or None) whose final state names ``label``."""
+    lab = BY_NAME[label]
+    left, right = start == 0, end == length
+    stop = False
+    if codes is not None and lab.is_exon and lab.ends_cds and end - start >= 3:
+        if lab.strand == "+" and right:
+            stop = _codon_in(codes[end - 3:end], codons.STOPS)
+        elif lab.strand == "-" and left:
+            stop = _codon_in(codes[start:start + 3], codons.STOPS_MINUS)
+    return CutRun(label, left, right, stop)
+
+
+def _codon_in(codes: np.ndarray, words) -> bool:
+    return any(np.array_equal(codes, codons.encode(w)) for w in words)
+
+
+def _label_of(run_label) -> PhaseLabel | None:
+    if isinstance(run_label, CutRun):
+        return BY_NAME[run_label.label]
+    return BY_NAME.get(run_label) if run_label else None
+
+
+def gene_transcripts(rows, run_labels, seqid: str, scores=None, partial: bool = False) -> list:
     """Gene models from decoded runs: class rows (n, 3) [start, end, class] in genome order with
-    each run's phase label name (None: cut by a sequence end). A gene is a chain
-    exon (intron exon)* from the exon holding its 5'-most genome-left codon to the one closing
-    it; chains cut by a sequence end are partial and left out. ``scores``: optional per-run
-    values; a transcript's score is the mean over its exons."""
+    each run's label (``PhaseGeneHead.decode``: a phase label name, or a ``CutRun`` for a run
+    touching a sequence end). A gene is a stretch of runs exon (intron exon)* between intergenic
+    runs (the grammar allows no other), its CDS parts the exon runs; a complete one runs from
+    the exon holding its 5'-most genome-left codon to the one closing it. ``scores``: optional
+    per-run values; a transcript's score is the mean over its exons.
+
+    A stretch that reaches a sequence end is a partial gene, kept only with ``partial``: its
+    ``span`` runs to that end (through an exon or an intron cut there); ``partial5`` /
+    ``partial3`` say which of its ends is missing (the cut one, unless it is the 3' end and the
+    exon there holds its stop codon: ``CutRun.stop_at_cut``), and ``phase5`` is the GFF3 phase
+    of its 5'-most CDS part, ``codons.lead`` of that exon's entry phase (``CutRun``: the
+    label's phases are the run's frame). A 5' end at a sequence edge is always missing: an ATG
+    there may be an internal methionine. A stretch without an exon (an intron across the whole
+    sequence) is no gene."""
     from genoseg.io.features import Transcript
 
     rows = [(int(s), int(e), int(c)) for s, e, c in rows]
+    intergenic = GENE_LABELS.index("intergenic")
+    exon_classes = (GENE_LABELS.index("exon+"), GENE_LABELS.index("exon-"))
     out = []
-
-    def opens(lab):  # the genome-left exon of a complete gene
-        return lab.is_exon and (lab.starts_cds if lab.strand == "+" else lab.ends_cds)
-
-    def closes(lab):
-        return lab.is_exon and (lab.ends_cds if lab.strand == "+" else lab.starts_cds)
-
     i = 0
     while i < len(rows):
-        name = run_labels[i]
-        lab = BY_NAME.get(name) if name else None
-        if lab is None or not opens(lab):
+        if rows[i][2] == intergenic:
             i += 1
             continue
-        chain, j = [i], i
-        done = closes(lab)
-        while not done and j + 2 < len(rows):
-            intron, exon = run_labels[j + 1], run_labels[j + 2]
-            if intron is None or exon is None or BY_NAME[intron].kind != "intron":
-                break
-            chain.append(j + 2)
-            j += 2
-            done = closes(BY_NAME[exon])
-        if done:
-            n = len(out) + 1
-            score = None
-            if scores is not None:
-                score = float(np.mean([scores[k] for k in chain]))
-            out.append(Transcript(seqid=seqid, strand=lab.strand, gene_id=f"{seqid}.{n}",
-                                  transcript_id=f"{seqid}.{n}.t1",
-                                  cds=tuple((rows[k][0], rows[k][1]) for k in chain),
-                                  score=score))
-        i = j + 1
+        first = i
+        last = i
+        while last + 1 < len(rows) and rows[last + 1][2] != intergenic:
+            last += 1
+        i = last + 1
+        head, tail = run_labels[first], run_labels[last]
+        left = isinstance(head, CutRun) and head.left
+        right = isinstance(tail, CutRun) and tail.right
+        chain = [k for k in range(first, last + 1) if rows[k][2] in exon_classes]
+        labs = [_label_of(run_labels[k]) for k in chain]
+        if not chain or None in labs or ((left or right) and not partial):
+            continue
+        strand = labs[0].strand
+        if not (left or right):
+            if not (_opens(labs[0]) and _closes(labs[-1])):
+                continue
+            partial5 = partial3 = False
+        elif strand == "+":
+            partial5 = left
+            partial3 = right and not (chain[-1] == last and tail.stop_at_cut)
+        else:
+            partial5 = right
+            partial3 = left and not (chain[0] == first and head.stop_at_cut)
+        cds = tuple((rows[k][0], rows[k][1]) for k in chain)
+        span = (rows[first][0], rows[last][1])
+        n = len(out) + 1
+        score = None
+        if scores is not None:
+            score = float(np.mean([scores[k] for k in chain]))
+        five = labs[0] if strand == "+" else labs[-1]
+        out.append(Transcript(seqid=seqid, strand=strand, gene_id=f"{seqid}.{n}",
+                              transcript_id=f"{seqid}.{n}.t1", cds=cds, score=score,
+                              phase5=codons.lead(five.entry), partial5=partial5,
+                              partial3=partial3,
+                              span=None if span == (cds[0][0], cds[-1][1]) else span))
     return out
+
+
+def complete_transcripts(rows, run_labels, seqid: str, scores=None) -> list:
+    """The complete gene models of ``gene_transcripts``: chains cut by a sequence end are left
+    out."""
+    return gene_transcripts(rows, run_labels, seqid, scores=scores, partial=False)
+
+
+def _opens(lab: PhaseLabel) -> bool:
+    """The genome-left exon of a complete gene."""
+    return lab.is_exon and (lab.starts_cds if lab.strand == "+" else lab.ends_cds)
+
+
+def _closes(lab: PhaseLabel) -> bool:
+    """The genome-right exon of a complete gene."""
+    return lab.is_exon and (lab.ends_cds if lab.strand == "+" else lab.starts_cds)

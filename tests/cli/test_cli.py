@@ -124,7 +124,9 @@ def attributes(column: str) -> dict[str, str]:
 
 def check_gff3(path: Path, lengths: dict[str, int], line_sorted: bool = True) -> None:
     """The GFF3 promises of DESIGN.md: header, sequence regions, sorted, unique IDs, gene ->
-    mRNA -> exon/CDS hierarchy, CDS phases per the spec on both strands.
+    mRNA -> exon/CDS hierarchy, CDS phases per the spec on both strands (a CDS whose 5' end is
+    missing, NCBI's start_range on its + row / end_range on its - row, may begin at any phase;
+    every other begins at 0).
 
     Sorted: genes by seqid then start; with ``line_sorted`` every line (genoseg writes exon and
     CDS part by part, so its files are sorted line by line, as `gt gff3 -sort` leaves them)."""
@@ -170,18 +172,21 @@ def check_gff3(path: Path, lengths: dict[str, int], line_sorted: bool = True) ->
 
     # CDS phase: bases to skip at the part's 5' end to reach a codon start, counting the CDS
     # bases of earlier parts in transcript order (descending start on the - strand).
-    cds: dict[str, list[tuple[int, int, str, int]]] = {}
+    cds: dict[str, list[tuple[int, int, str, int, bool]]] = {}
     for row in rows:
         if row[2] == "CDS":
-            cds.setdefault(attributes(row[8])["Parent"], []).append(
-                (int(row[3]), int(row[4]), row[6], int(row[7])))
+            attrs = attributes(row[8])
+            cut5 = "start_range" in attrs if row[6] == "+" else "end_range" in attrs
+            cds.setdefault(attrs["Parent"], []).append(
+                (int(row[3]), int(row[4]), row[6], int(row[7]), cut5))
     for parent, parts in cds.items():
         strands = {p[2] for p in parts}
         assert len(strands) == 1 and strands <= {"+", "-"}, parent
         parts.sort(reverse=strands == {"-"})
+        phase5 = parts[0][3] if parts[0][4] else 0
         done = 0
-        for start, end, _strand, phase in parts:
-            assert phase == (3 - done % 3) % 3, f"{parent}: phase {phase} after {done} bases"
+        for start, end, _strand, phase, _ in parts:
+            assert phase == (phase5 - done) % 3, f"{parent}: phase {phase} after {done} bases"
             done += end - start + 1
 
 
@@ -517,6 +522,70 @@ def test_gene_model_complete_keeps_contig_ends_intergenic(mini, tiny_model, tmp_
                                     tmp_path / "generic.gff3", "--gene-model", "partial")
     assert "--gene-model" in assert_one_line_error(code, stdout, stderr)
     assert not (tmp_path / "generic.gff3").exists()
+
+
+def _translate(cds: str) -> str:
+    """The standard genetic code over the complete codons of ``cds``."""
+    amino = "FFLLSSSSYY**CC*WLLLLPPPPHHQQRRRRIIIMTTTTNNKKSSRRVVVVAAAADDEEGGGG"  # TCAG order
+    index = {"T": 0, "C": 1, "A": 2, "G": 3}
+    return "".join(amino[16 * index[cds[i]] + 4 * index[cds[i + 1]] + index[cds[i + 2]]]
+                   for i in range(0, len(cds) - 2, 3))
+
+
+@pytest.mark.skipif(not all((DEFAULT_MODEL / f).is_file() for f in MODEL_FILES),
+                    reason="the shipped default model (genoseg/models/default) is not there yet")
+def test_gene_model_partial_writes_genes_cut_by_contig_ends(tmp_path):
+    """--gene-model partial on three example fly records cut inside their genes, as a draft
+    assembly cuts them: the shipped model's genes that run off a contig end are in the GFF3 as
+    partial gene models (NCBI's partial=true and start_range / end_range, checked phases, gt
+    valid), each translating from its 5' phase with no stop inside; the + gene cut in its last
+    exon and the - gene cut in its 3' exon are the reference genes clipped to the contig.
+    --gene-model complete leaves them all out."""
+    import pysam
+
+    from genoseg.io.gff3 import read_gene_models
+
+    whole = pysam.FastaFile(str(REPO / "examples/dmel_tiny.fa"))
+    cuts = {"plus_cut3": ("chr2R_891723-893801", 0, 1700),
+            "minus_cut3": ("chr2R_564005-568684", 1000, 4680),
+            "minus_cut5": ("chr2R_564005-568684", 0, 3000)}
+    seqs = {name: whole.fetch(rec)[a:b] for name, (rec, a, b) in cuts.items()}
+    fa = tmp_path / "cut.fa"
+    fa.write_text("".join(f">{name}\n{seq}\n" for name, seq in seqs.items()))
+    out = {}
+    for mode in ("partial", "complete"):
+        out[mode] = tmp_path / f"{mode}.gff3"
+        invoke("annotate", fa, "-o", out[mode], "-q", "--gene-model", mode)
+        check_gff3(out[mode], fasta_lengths(fa))
+    gt = shutil.which("gt")
+    if gt is not None:
+        proc = subprocess.run([gt, "gff3validator", str(out["partial"])], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+    assert "partial" not in out["complete"].read_text()
+    genes = {t.seqid: t for t in read_gene_models(out["partial"]) if t.partial}
+    assert sorted(genes) == sorted(cuts)
+    for name, t in genes.items():
+        cds = "".join(seqs[name][s:e] for s, e in t.cds)
+        if t.strand == "-":
+            cds = cds[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        peptide = _translate(cds[t.phase5:])
+        assert "*" not in peptide[:-1] and peptide.endswith("*") == (not t.partial3), name
+        assert t.partial5 or cds.startswith("ATG"), name
+    reference = {(t.seqid, t.strand): t.cds for t in read_gene_models(REPO / "examples/dmel_tiny.gff3")}
+    for name, strand in (("plus_cut3", "+"), ("minus_cut3", "-")):
+        rec, a, b = cuts[name]
+        clipped = tuple((max(s, a) - a, min(e, b) - a) for s, e in reference[(rec, strand)]
+                        if e > a and s < b)
+        t = genes[name]
+        assert (t.strand, t.cds, t.partial5, t.partial3, t.phase5) == (
+            strand, clipped, False, True, 0), name
+    gene_lines = [line.split("\t") for line in out["partial"].read_text().splitlines()
+                  if "\tgene\t" in line]
+    marks = {cols[0]: attributes(cols[8]) for cols in gene_lines if "partial" in cols[8]}
+    assert marks["plus_cut3"]["end_range"] == "1700,." and "start_range" not in marks["plus_cut3"]
+    assert marks["minus_cut3"]["start_range"] == ".,1" and "end_range" not in marks["minus_cut3"]
+    assert marks["minus_cut5"]["end_range"] == "3000,."
 
 
 def test_biased_emissions_shifts_the_intergenic_column_only(tiny_model):

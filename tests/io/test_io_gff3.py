@@ -423,3 +423,126 @@ def test_gt_eval_against_itself(tmp_path, data_dir, gt):
     result = subprocess.run([gt, "eval", str(ref), str(out)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "100.00%" in result.stdout and "0.00%" not in result.stdout.replace("100.00%", "")
+
+
+# --------------------------------------------------------------------------------- partial genes
+
+
+def _partial(seqid, strand, cds, phase5=0, partial5=False, partial3=False, span=None, tid="t"):
+    return Transcript(seqid, strand, "g", tid, tuple(cds), None, {}, phase5=phase5,
+                      partial5=partial5, partial3=partial3, span=span)
+
+
+def _walk_phases_from(parts_1based, strand, phase5):
+    """_codon_walk_phases for a CDS whose first complete codon starts ``phase5`` bases into
+    its 5'-most part: the bases before it are the tail of a codon begun upstream."""
+    positions = []
+    for a, b in parts_1based:
+        positions.extend((p, (a, b)) for p in range(a, b + 1))
+    positions.sort(reverse=(strand == "-"))
+    phases = {}
+    for index, (_, part) in enumerate(positions):
+        if part not in phases:
+            phases[part] = (phase5 - index) % 3
+    return phases
+
+
+def test_partial_genes_carry_ncbi_markers_and_phases(tmp_path, gt):
+    """Partial genes as NCBI writes them: partial=true on gene, mRNA and every CDS row;
+    start_range=.,START on the features whose genome-left end is missing (a + gene's 5' end, a
+    - gene's 3' end), end_range=END,. on those whose genome-right end is missing; gene and
+    mRNA span the cut intron to the contig end; an exon carries the markers only where the
+    contig end cuts it. The 5'-most CDS part's phase is phase5, the others follow from it."""
+    lengths = {"c": 300}
+    cases = {
+        "plus5": _partial("c", "+", [(20, 50), (80, 121)], phase5=2, partial5=True, span=(0, 121)),
+        "minus3": _partial("c", "-", [(0, 40), (70, 100)], partial3=True),
+        "plus3": _partial("c", "+", [(150, 181), (220, 300)], partial3=True),
+        "minus5": _partial("c", "-", [(110, 140), (160, 300)], phase5=1, partial5=True),
+        "both": _partial("c", "+", [(0, 10), (60, 71)], phase5=1, partial5=True, partial3=True,
+                         span=(0, 300)),
+    }
+    for name, t in cases.items():
+        out = tmp_path / f"{name}.gff3"
+        write_gff3(out, [t], lengths)
+        _gt_validate(gt, out)
+        rows = _features(out)
+        left = t.partial5 if t.strand == "+" else t.partial3
+        right = t.partial3 if t.strand == "+" else t.partial5
+        for f in rows:
+            attrs = _attrs(f[8])
+            start, end = int(f[3]), int(f[4])
+            if f[2] in ("gene", "mRNA"):
+                assert (start, end) == (t.start + 1, t.end)
+                cut_left, cut_right = left, right
+            elif f[2] == "exon":
+                cut_left = left and start == t.start + 1
+                cut_right = right and end == t.end
+            else:  # CDS rows: the ends of the CDS
+                cut_left = left and start == t.cds[0][0] + 1
+                cut_right = right and end == t.cds[-1][1]
+                assert attrs.get("partial") == "true", (name, f)
+            assert attrs.get("start_range") == (f".,{start}" if cut_left else None), (name, f)
+            assert attrs.get("end_range") == (f"{end},." if cut_right else None), (name, f)
+            if f[2] != "CDS":
+                assert attrs.get("partial") == ("true" if cut_left or cut_right else None), (name, f)
+        parts = [(int(f[3]), int(f[4])) for f in rows if f[2] == "CDS"]
+        expected = _walk_phases_from(parts, t.strand, t.phase5)
+        assert {(int(f[3]), int(f[4])): int(f[7]) for f in rows if f[2] == "CDS"} == expected
+        assert cds_phases(t) == [expected[(s + 1, e)] for s, e in t.cds]
+        back, = read_gene_models(out)
+        assert (back.strand, back.cds, back.phase5, back.partial5, back.partial3) == (
+            t.strand, t.cds, t.phase5, t.partial5, t.partial3)
+        assert back.attributes == {}
+    # The 5' phases by hand: + 20-50 (phase 2) then 80-121 after 30 bases: (2 - 30) % 3 = 2;
+    # - 160-300 (phase 1) then 110-140 after 140 bases: (1 - 140) % 3 = 2.
+    assert cds_phases(cases["plus5"]) == [2, 2] and cds_phases(cases["minus5"]) == [2, 1]
+
+
+def test_complete_genes_are_written_as_before(tmp_path):
+    """A complete transcript (the default: phase5 0, no partial end, no span) is written with
+    no marker, and its phases start at 0."""
+    out = tmp_path / "out.gff3"
+    write_gff3(out, [_t("c", "-", [(10, 40), (60, 73)])], {"c": 100})
+    assert "partial" not in out.read_text() and "_range" not in out.read_text()
+    assert [f[7] for f in _features(out) if f[2] == "CDS"] == ["2", "0"]
+
+
+def test_write_rejects_inconsistent_partial_genes(tmp_path):
+    out = tmp_path / "out.gff3"
+    with pytest.raises(ValueError, match="phase5"):  # off a codon boundary with a start codon
+        write_gff3(out, [_partial("c", "+", [(0, 30)], phase5=1)], {"c": 100})
+    with pytest.raises(ValueError, match="phase5"):
+        write_gff3(out, [_partial("c", "+", [(0, 30)], phase5=3, partial5=True)], {"c": 100})
+    with pytest.raises(ValueError, match="span"):
+        write_gff3(out, [_partial("c", "+", [(10, 30)], partial5=True, span=(12, 30))], {"c": 100})
+    with pytest.raises(InputError, match="past the end"):
+        write_gff3(out, [_partial("c", "+", [(10, 30)], partial3=True, span=(10, 120))], {"c": 100})
+    for key in ("partial", "start_range", "end_range"):
+        with pytest.raises(ValueError, match="reserved"):
+            write_gff3(out, [_t("c", "+", [(0, 30)], attributes={key: "x"})], {"c": 100})
+    assert not out.exists()
+
+
+def test_read_ncbi_partial_cds(tmp_path):
+    """NCBI's files mark a partial CDS on its rows (and often on gene and mRNA): a - CDS with
+    end_range on its genome-right row lacks its 5' end, and its phase there is phase5; one with
+    start_range on its genome-left row lacks its 3' end. The markers do not stay in
+    attributes; other attributes do."""
+    body = HEADER + "".join("\t".join(row) + "\n" for row in [
+        ["c", "RefSeq", "gene", "1", "200", ".", "-", ".", "ID=g1;partial=true;end_range=200,."],
+        ["c", "RefSeq", "mRNA", "1", "200", ".", "-", ".", "ID=m1;Parent=g1;product=x"],
+        ["c", "RefSeq", "CDS", "101", "200", ".", "-", "2",
+         "ID=cds1;Parent=m1;partial=true;end_range=200,."],
+        ["c", "RefSeq", "CDS", "11", "60", ".", "-", "1", "ID=cds1;Parent=m1;partial=true"],
+        ["c", "RefSeq", "gene", "301", "420", ".", "-", ".", "ID=g2"],
+        ["c", "RefSeq", "mRNA", "301", "420", ".", "-", ".", "ID=m2;Parent=g2"],
+        ["c", "RefSeq", "CDS", "301", "420", ".", "-", "0",
+         "ID=cds2;Parent=m2;partial=true;start_range=.,301"],
+    ])
+    first, second = read_gene_models(_gff(tmp_path, body))
+    assert first.cds == ((10, 60), (100, 200)) and first.strand == "-"
+    assert (first.phase5, first.partial5, first.partial3) == (2, True, False)
+    assert first.attributes == {"product": "x"}
+    assert (second.phase5, second.partial5, second.partial3) == (0, False, True)
+    assert cds_phases(first) == [1, 2]  # (2 - 100) % 3 after the 100 bases of 101-200
