@@ -534,13 +534,14 @@ def _translate(cds: str) -> str:
 
 @pytest.mark.skipif(not all((DEFAULT_MODEL / f).is_file() for f in MODEL_FILES),
                     reason="the shipped default model (genoseg/models/default) is not there yet")
-def test_gene_model_partial_writes_genes_cut_by_contig_ends(tmp_path):
+def test_gene_model_partial_writes_genes_cut_by_contig_ends(tmp_path, monkeypatch):
     """--gene-model partial on three example fly records cut inside their genes, as a draft
     assembly cuts them: the shipped model's genes that run off a contig end are in the GFF3 as
     partial gene models (NCBI's partial=true and start_range / end_range, checked phases, gt
     valid), each translating from its 5' phase with no stop inside; the + gene cut in its last
     exon and the - gene cut in its 3' exon are the reference genes clipped to the contig.
-    --gene-model complete leaves them all out."""
+    --gene-model complete leaves them all out; the memory-lean Viterbi of long contigs writes
+    the same partial genes."""
     import pysam
 
     from genoseg.io.gff3 import read_gene_models
@@ -586,6 +587,21 @@ def test_gene_model_partial_writes_genes_cut_by_contig_ends(tmp_path):
     assert marks["plus_cut3"]["end_range"] == "1700,." and "start_range" not in marks["plus_cut3"]
     assert marks["minus_cut3"]["start_range"] == ".,1" and "end_range" not in marks["minus_cut3"]
     assert marks["minus_cut5"]["end_range"] == "3000,."
+
+    from genoseg.annotate import pipeline
+
+    monkeypatch.setattr(pipeline, "LEAN_MIN_LENGTH", 100)
+    monkeypatch.setattr(pipeline, "PACK_CELLS", 80)  # one contig per group
+    lean = tmp_path / "lean.gff3"
+    invoke("annotate", fa, "-o", lean, "-q", "--gene-model", "partial")
+
+    def body(path):  # feature lines without the score column (the lean path has none)
+        return [line.split("\t")[:5] + line.split("\t")[6:]
+                for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+    assert body(lean) == body(out["partial"])
+    assert {line.split("\t")[5] for line in lean.read_text().splitlines()
+            if "\tgene\t" in line} == {"."}  # no posteriors: it took the lean path
 
 
 def test_biased_emissions_shifts_the_intergenic_column_only(tiny_model):
