@@ -35,15 +35,7 @@ def _attrs(column: str) -> dict[str, str]:
 def _codon_walk_phases(parts_1based: list[tuple[int, int]], strand: str) -> dict[tuple[int, int], int]:
     """Independent phases: enumerate CDS bases 5'->3' and find, for each part, how many of its
     leading bases complete the previous codon."""
-    positions = []
-    for a, b in parts_1based:
-        positions.extend((p, (a, b)) for p in range(a, b + 1))
-    positions.sort(reverse=(strand == "-"))
-    phases = {}
-    for index, (_, part) in enumerate(positions):
-        if part not in phases:
-            phases[part] = (3 - index % 3) % 3
-    return phases
+    return _walk_phases_from(parts_1based, strand, 0)
 
 
 def _gt_validate(gt: str, path) -> None:
