@@ -507,14 +507,10 @@ def cut_run(label: str, start: int, end: int, length: int, codes=None) -> CutRun
     stop = False
     if codes is not None and lab.is_exon and lab.ends_cds and end - start >= 3:
         if lab.strand == "+" and right:
-            stop = _codon_in(codes[end - 3:end], codons.STOPS)
+            stop = bool(codons._matches(codes[end - 3:end], codons.STOPS)[0])
         elif lab.strand == "-" and left:
-            stop = _codon_in(codes[start:start + 3], codons.STOPS_MINUS)
+            stop = bool(codons._matches(codes[start:start + 3], codons.STOPS_MINUS)[0])
     return CutRun(label, left, right, stop)
-
-
-def _codon_in(codes: np.ndarray, words) -> bool:
-    return any(np.array_equal(codes, codons.encode(w)) for w in words)
 
 
 def _label_of(run_label) -> PhaseLabel | None:

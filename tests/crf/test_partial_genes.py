@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from crf.test_phase_head import SCHEME, _plant_gene, _revcomp, _zero_head
+from crf.test_phase_viterbi import gene_rich_sequence, random_head
 from genoseg.crf import backend as crf
 from genoseg.crf import phase_viterbi
 from genoseg.crf.phase_head import PhaseGeneHead, encode_sequences
@@ -234,15 +235,9 @@ def test_cut_runs_tell_their_frame_in_both_decoders(seed):
     that frame finds no stop inside); ``stop_at_cut`` is whether the stop codon is really at
     the cut. The lean Viterbi gives the same runs and labels, and the partial genes translate
     from their 5' phase without a stop inside."""
-    torch.manual_seed(seed)
-    head = PhaseGeneHead(SCHEME, K=18, min_intron=8).double()
-    with torch.no_grad():
-        for p in head.parameters():
-            p.normal_(0.0, 0.5)
+    head = random_head(seed)
     rng = np.random.default_rng(seed)
-    seqs = ["".join(rng.choice(["A", "C", "G", "T", "ATG", "TAA", "GTAAG", "TTTAG"],
-                               p=[0.2, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05], size=200))[:400]
-            for _ in range(6)]
+    seqs = [gene_rich_sequence(rng, 200, 400) for _ in range(6)]
     T = max(map(len, seqs))
     lengths = torch.tensor([len(x) for x in seqs])
     codes = encode_sequences(seqs, T)

@@ -17,18 +17,29 @@ pytestmark = pytest.mark.skipif(not phase_viterbi.available(), reason="needs num
 SCHEME = load_scheme(Path(__file__).resolve().parents[2] / "configs/schemes/gene_basic.toml")
 
 
-@pytest.mark.parametrize("seed,complete_genes", [(0, False), (1, False), (2, False), (0, True),
-                                                 (3, True)])
-def test_lean_viterbi_equals_the_reference(seed, complete_genes):
+def random_head(seed: int) -> PhaseGeneHead:
+    """A float64 phase head (K = 18, introns >= 8 bp) with N(0, 0.5^2) scores, seeded."""
     torch.manual_seed(seed)
     head = PhaseGeneHead(SCHEME, K=18, min_intron=8).double()
     with torch.no_grad():
         for p in head.parameters():
             p.normal_(0.0, 0.5)
-    rng = np.random.default_rng(seed)
-    # A gene-rich sequence: random bases with planted ATG / stops / splice sites.
-    seq = "".join(rng.choice(["A", "C", "G", "T", "ATG", "TAA", "GTAAG", "TTTAG"],
-                             p=[0.2, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05], size=260))[:600]
+    return head
+
+
+def gene_rich_sequence(rng: np.random.Generator, pieces: int, limit: int) -> str:
+    """Random bases with planted ATG / stops / splice sites: ``pieces`` draws, cut to
+    ``limit`` bases."""
+    return "".join(rng.choice(["A", "C", "G", "T", "ATG", "TAA", "GTAAG", "TTTAG"],
+                              p=[0.2, 0.2, 0.2, 0.2, 0.05, 0.05, 0.05, 0.05],
+                              size=pieces))[:limit]
+
+
+@pytest.mark.parametrize("seed,complete_genes", [(0, False), (1, False), (2, False), (0, True),
+                                                 (3, True)])
+def test_lean_viterbi_equals_the_reference(seed, complete_genes):
+    head = random_head(seed)
+    seq = gene_rich_sequence(np.random.default_rng(seed), 260, 600)
     T = len(seq)
     codes = encode_sequences([seq], T)
     emissions = torch.randn(1, T, head.n_outputs, dtype=torch.float64,
