@@ -124,6 +124,11 @@ class AnnotateConfig:
     # much of a genome lies between genes, which training genes with short flanks cannot teach
     # (see configs/recipes/fly.md for how the default model's value was chosen).
     intergenic_bias: float = 0.0
+    # Gene schemes: nats per base subtracted from the intron emission (both strands) when
+    # decoding. Like intergenic_bias it keeps a whole chromosome from becoming a few giant genes
+    # joined through long "introns", but it leaves exons alone: a gene's exons cost nothing
+    # extra, only its intron bases do (configs/recipes/fly.md).
+    intron_penalty: float = 0.0
     # Gene grammars: "complete" decodes every contig as starting and ending between genes (gene
     # models lie whole inside it); "partial" lets a run be cut by a contig end, as in a draft
     # assembly whose contigs end inside genes (such cut genes are partial gene models in the
@@ -349,6 +354,10 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (a.intergenic_bias == 0.0 or cfg.scheme.kind == "gene", "annotate.intergenic_bias",
          "applies to gene schemes only"),
         (abs(a.intergenic_bias) <= 1.0, "annotate.intergenic_bias",
+         "must lie in [-1, 1] nats per base"),
+        (a.intron_penalty == 0.0 or cfg.scheme.kind == "gene", "annotate.intron_penalty",
+         "applies to gene schemes only"),
+        (abs(a.intron_penalty) <= 1.0, "annotate.intron_penalty",
          "must lie in [-1, 1] nats per base"),
         (a.gene_model in GENE_MODELS, "annotate.gene_model",
          f"must be one of {', '.join(GENE_MODELS)}"),

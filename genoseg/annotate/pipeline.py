@@ -78,63 +78,98 @@ class Summary:
 
 def contig_emissions(model, source: InputSource, seqid: str, length: int, device,
                      window: int, overlap: int, batch_size: int) -> torch.Tensor:
-    """(length, C) float32 emissions of one contig, stitched from overlapping windows.
+    """(length, C) float32 emissions of one contig, stitched from overlapping windows
+    (``group_emissions`` of this contig alone)."""
+    return group_emissions(model, source, [(seqid, length)], device, window, batch_size)[0]
+
+
+def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], device,
+                    window: int, batch_size: int) -> list[torch.Tensor]:
+    """[(length, C) float32 emissions] of each (seqid, length) contig, stitched from
+    overlapping windows.
 
     Window k keeps its outputs for [a, b) and reads inputs [a - h, b + h) clipped to the contig,
     h = half the receptive field; outputs there depend only on inputs inside the window, and at
     the contig ends the convolution's zero padding is the same as for the whole contig.
+
+    The windows of all the contigs go through the encoder together, longest first, in batches
+    of at most ``batch_size * window`` padded positions: a batch of short contigs is one forward
+    pass, not one per contig (on a GPU each pass costs milliseconds of launches whatever its
+    size). A batch of windows of different widths is padded and passes ``lengths``: every conv
+    layer then sees zeros past each window's end, exactly the zero padding it applies at the
+    end of an unpadded window (zero *inputs* alone would not do: the stem's bias, for one,
+    makes the next layer's input non-zero there).
     """
     half = (model.receptive_field - 1) // 2
     core = max(1, window - 2 * half)
-    cores = [(a, min(a + core, length)) for a in range(0, length, core)]
-    out = torch.empty((length, model.n_outputs), dtype=torch.float32)
-    for k in range(0, len(cores), batch_size):
-        group = cores[k:k + batch_size]
-        spans = [(max(0, a - half), min(length, b + half)) for a, b in group]
-        # One forward pass per window width, never padded: zero *inputs* past a contig end are
-        # not the zero padding every conv layer applies there (the stem's bias, for one), so a
-        # padded last window would change the scores of the contig's last bases.
-        by_width: dict[int, list[int]] = {}
-        for j, (s, e) in enumerate(spans):
-            by_width.setdefault(e - s, []).append(j)
-        for width, members in by_width.items():
-            x = np.zeros((len(members), width, model.in_channels), dtype=np.float32)
-            for i, j in enumerate(members):
-                x[i] = source.read(seqid, *spans[j])
-            with torch.no_grad():
-                y = model(torch.from_numpy(x).to(device)).float().cpu()
-            for i, j in enumerate(members):
-                (a, b), (s, _) = group[j], spans[j]
-                out[a:b] = y[i, a - s:b - s]
-    return out
+    outs = [torch.empty((length, model.n_outputs), dtype=torch.float32)
+            for _, length in contigs]
+    # (input width, contig index, kept [a, b), read [s, e))
+    pieces = []
+    for i, (_, length) in enumerate(contigs):
+        for a in range(0, length, core):
+            b = min(a + core, length)
+            s, e = max(0, a - half), min(length, b + half)
+            pieces.append((e - s, i, a, b, s, e))
+    pieces.sort(key=lambda p: -p[0])
+    budget = max(1, batch_size) * window
+    k = 0
+    while k < len(pieces):
+        # Longest first: the batch's padded width is its first window's.
+        n = max(1, min(len(pieces) - k, budget // pieces[k][0]))
+        batch = pieces[k:k + n]
+        k += n
+        width = batch[0][0]
+        x = np.zeros((len(batch), width, model.in_channels), dtype=np.float32)
+        for j, (w, i, _, _, s, e) in enumerate(batch):
+            x[j, :w] = source.read(contigs[i][0], s, e)
+        widths = torch.tensor([p[0] for p in batch], dtype=torch.int64)
+        lengths = None if bool((widths == width).all()) else widths.to(device)
+        with torch.no_grad():
+            y = model(torch.from_numpy(x).to(device), lengths).float().cpu()
+        for j, (_, i, a, b, s, _) in enumerate(batch):
+            outs[i][a:b] = y[j, a - s:b - s]
+    return outs
 
 
 def contig_scores(model, source: InputSource, seqid: str, length: int, device,
                   rc_source=None) -> torch.Tensor:
-    """(length, n_outputs) float32 scores that annotate decodes for one contig: the stitched
-    encoder output (``contig_emissions``, windows per ``[annotate]``), averaged with the output
-    on the reverse-complemented contig mapped back to this strand when ``rc_source`` (a
-    ``genoseg.annotate.rc.ReverseComplementSource`` of ``source``) is given, plus the
-    intergenic bias."""
+    """(length, n_outputs) float32 scores that annotate decodes for one contig
+    (``group_scores`` of this contig alone)."""
+    return group_scores(model, source, [(seqid, length)], device, rc_source)[0]
+
+
+def group_scores(model, source: InputSource, contigs: list[tuple[str, int]], device,
+                 rc_source=None) -> list[torch.Tensor]:
+    """[(length, n_outputs) float32 scores] that annotate decodes for each (seqid, length)
+    contig: the stitched encoder output (``group_emissions``, windows per ``[annotate]``),
+    averaged with the output on the reverse-complemented contig mapped back to this strand when
+    ``rc_source`` (a ``genoseg.annotate.rc.ReverseComplementSource`` of ``source``) is given,
+    plus the intergenic bias and minus the intron penalty (``biased_emissions``)."""
     a = model.config.annotate
-    em = contig_emissions(model, source, seqid, length, device, a.window, a.overlap,
-                          a.batch_size)
+    ems = group_emissions(model, source, contigs, device, a.window, a.batch_size)
     if rc_source is not None:
         from genoseg.annotate.rc import from_reverse_complement, rc_column_map
 
-        em_rc = contig_emissions(model, rc_source, seqid, length, device, a.window, a.overlap,
-                                 a.batch_size)
-        em.add_(from_reverse_complement(em_rc, rc_column_map(model))).mul_(0.5)
-        del em_rc
-    return biased_emissions(model, em)
+        column_map = rc_column_map(model)
+        ems_rc = group_emissions(model, rc_source, contigs, device, a.window, a.batch_size)
+        for em, em_rc in zip(ems, ems_rc):
+            em.add_(from_reverse_complement(em_rc, column_map)).mul_(0.5)
+        del ems_rc
+    return [biased_emissions(model, em) for em in ems]
 
 
 def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
-    """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column (gene
-    schemes); unchanged when it is 0."""
-    bias = model.config.annotate.intergenic_bias
-    if bias:
-        emissions[:, model.config.scheme.labels.index("intergenic")] += bias
+    """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column and
+    ``[annotate] intron_penalty`` subtracted from the intron columns (gene schemes); unchanged
+    when both are 0."""
+    a = model.config.annotate
+    labels = model.config.scheme.labels
+    if a.intergenic_bias:
+        emissions[:, labels.index("intergenic")] += a.intergenic_bias
+    if a.intron_penalty:
+        for name in ("intron+", "intron-"):
+            emissions[:, labels.index(name)] -= a.intron_penalty
     return emissions
 
 
@@ -266,7 +301,8 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                                           rc_source)
             bar.update(lengths[seqid])
             continue
-        ems = [contig_scores(model, source, s, lengths[s], device, rc_source) for s in group]
+        ems = group_scores(model, source, [(s, lengths[s]) for s in group], device,
+                           rc_source)
         sequences = None
         if getattr(model.head, "grammar_name", None) == "phase":
             sequences = [source.genome.fetch(s) for s in group]

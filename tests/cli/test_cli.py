@@ -448,6 +448,36 @@ def test_intergenic_bias_trades_genes_for_intergenic_sequence(mini, tmp_path):
     assert not (tmp_path / "bad.gff3").exists()
 
 
+def test_intron_penalty_shortens_introns_and_checks_its_range(mini, tmp_path):
+    """--intron-penalty subtracts nats per base from the intron score: the predicted gene
+    models hold fewer intron bases than with no penalty, and a large penalty leaves none but
+    keeps a single-exon gene (exons are not penalised, unlike with --intergenic-bias 1.0,
+    which leaves no gene); out-of-range values get a one-line error."""
+    from genoseg.io.gff3 import read_gene_models
+
+    def intron_bases(path):
+        total = 0
+        for tx in read_gene_models(path):
+            cds = sorted((int(s), int(e)) for s, e in tx.cds)
+            total += sum(b[0] - a[1] for a, b in zip(cds, cds[1:]))
+        return total
+
+    bases, genes = {}, {}
+    for penalty in ("0", "0.05", "1.0"):
+        out = tmp_path / f"pen{penalty}.gff3"
+        invoke("annotate", mini["fa"], "-o", out, "-q", "--intergenic-bias", "0",
+               "--intron-penalty", penalty)
+        check_gff3(out, fasta_lengths(mini["fa"]))
+        bases[penalty] = intron_bases(out)
+        genes[penalty] = len(read_gene_models(out))
+    assert bases["0"] > bases["0.05"] > bases["1.0"] == 0, bases
+    assert genes["1.0"] >= 1, genes
+    code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "bad.gff3",
+                                    "--intron-penalty", "-3")
+    assert "--intron-penalty" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "bad.gff3").exists()
+
+
 def test_rc_average_flag_and_config_key(mini, tmp_path):
     """--rc-average changes the scores decoded (the GFF3 differs from the plain run), is the
     same as ``[annotate] rc_average = true`` in the model's config, and --no-rc-average turns

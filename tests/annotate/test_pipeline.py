@@ -1,0 +1,74 @@
+"""The annotate pipeline's encoder pass and score adjustments (``genoseg.annotate.pipeline``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genoseg.annotate.pipeline import biased_emissions, group_emissions, group_scores
+from genoseg.config import load_config, override
+from genoseg.inputs import InputSource
+from genoseg.models import build_network
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _model(**changes):
+    cfg = override(load_config(REPO / "configs/models/tiny_phase_test.toml"), changes)
+    torch.manual_seed(0)
+    model = build_network(cfg).eval()
+    # Random (not near-zero) output weights, so that every column carries signal.
+    torch.nn.init.normal_(model.encoder.head.weight, std=0.5)
+    return model
+
+
+@pytest.fixture
+def genome(tmp_path):
+    rng = np.random.default_rng(3)
+    # Contig lengths below, at and above one window's core, and a 1-bp contig.
+    lengths = {"a": 700, "b": 95, "c": 260, "d": 1, "e": 180, "f": 431}
+    seqs = {n: "".join(rng.choice(list("ACGTacgtN"), size=L)) for n, L in lengths.items()}
+    fa = tmp_path / "g.fa"
+    fa.write_text("".join(f">{n}\n{s}\n" for n, s in seqs.items()))
+    source = InputSource(str(fa))
+    yield source, lengths
+    source.close()
+
+
+@pytest.mark.parametrize("window,batch_size", [(120, 2), (120, 8), (1000, 1), (1000, 4)])
+def test_group_emissions_equal_each_whole_contig(genome, window, batch_size):
+    """Windows of several contigs of different widths share padded forward passes, and each
+    contig's stitched scores equal the encoder's output on that whole contig alone (no
+    padding): the masked padding is the zero padding of an unpadded pass, and stitching
+    leaves no seam."""
+    source, lengths = genome
+    model = _model()
+    contigs = list(lengths.items())
+    ems = group_emissions(model, source, contigs, "cpu", window, batch_size)
+    assert [tuple(e.shape) for e in ems] == [(L, model.n_outputs) for _, L in contigs]
+    for (seqid, L), em in zip(contigs, ems):
+        with torch.no_grad():
+            whole = model(torch.from_numpy(source.read(seqid, 0, L))[None])[0]
+        torch.testing.assert_close(em, whole, rtol=0, atol=2e-5)
+
+
+def test_group_scores_apply_the_bias_and_the_intron_penalty(genome):
+    """The intergenic bias is added to the intergenic column and the intron penalty subtracted
+    from both intron columns, per base; the exon and site columns are unchanged."""
+    source, lengths = genome
+    contigs = list(lengths.items())[:3]
+    plain = group_scores(_model(), source, contigs, "cpu")
+    model = _model(**{"annotate.intergenic_bias": 0.25, "annotate.intron_penalty": 0.125})
+    shifted = group_scores(model, source, contigs, "cpu")
+    labels = model.config.scheme.labels
+    delta = torch.zeros(model.n_outputs)
+    delta[labels.index("intergenic")] = 0.25
+    delta[labels.index("intron+")] = delta[labels.index("intron-")] = -0.125
+    for p, s in zip(plain, shifted):
+        torch.testing.assert_close(s - p, delta.expand_as(p), rtol=0, atol=1e-6)
+    # Neither set: the emissions come back untouched.
+    em = torch.randn(5, model.n_outputs)
+    assert torch.equal(biased_emissions(_model(), em.clone()), em)
