@@ -1,0 +1,111 @@
+"""Score a gene model's decoding settings (``[annotate] intergenic_bias`` x ``intron_penalty``)
+on held-out sequences with a reference; append one row per setting and level to
+benchmarks/results/decode_settings.tsv.
+
+Reads ../shared/data (not part of the test suite). For models trained on whole chromosomes
+(yeast), whose validation chromosomes are held out by ``[train] val_fraction``: the settings are
+chosen by gene F1 there, and the test chromosomes are scored afterwards with the chosen one.
+(The fly model, trained on short records, is calibrated on chr2R instead:
+benchmarks/intergenic_bias.py.) The encoder runs once per sequence; each setting is one decode
+(the memory-lean phase Viterbi, complete genes, on the CPU) and one ``genoseg evaluate``.
+
+    python benchmarks/validation_records.py --config genoseg/models/yeast/config.toml \\
+        --genome ../shared/data/yeast_s288c/genome.fa.gz \\
+        --annotation ../shared/data/yeast_s288c/genes.gff3.gz \\
+        --sequences chrI,chrII,...,chrXII --gff3 yeast_val.gff3      # prints chrIII,chrX
+    python benchmarks/decode_settings.py --model yeast --genome ../shared/data/yeast_s288c/genome.fa.gz \\
+        --sequences chrIII,chrX --reference yeast_val.gff3 \\
+        --biases 0,0.002 --intron-penalties 0,0.002,0.004 --label "yeast validation"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import append_rows, commit  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIELDS = ["date", "commit", "label", "model", "sequences", "bias", "intron_penalty", "level",
+          "sensitivity", "specificity", "F1", "pred_genes"]
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from genoseg import evaluate as ev
+    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
+                                           _write_outputs, biased_emissions, group_emissions)
+    from genoseg.crf import phase_viterbi
+    from genoseg.inputs import InputSource
+    from genoseg.labels import codons
+    from genoseg.models import load_model
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="default")
+    p.add_argument("--genome", required=True)
+    p.add_argument("--sequences", required=True, help="comma-separated sequence IDs")
+    p.add_argument("--reference", required=True, help="GFF3 of those sequences' genes only")
+    p.add_argument("--biases", default="0", help="intergenic biases (nats per base)")
+    p.add_argument("--intron-penalties", default="0", help="intron penalties (nats per base)")
+    p.add_argument("--label", required=True, help="what the rows are")
+    p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/decode_settings.tsv")
+    args = p.parse_args(argv)
+    settings = [(float(b), float(q)) for b in args.biases.split(",")
+                for q in args.intron_penalties.split(",")]
+    model, meta = load_model(args.model)
+    a = model.config.annotate
+    source = InputSource(args.genome)
+    seqids = args.sequences.split(",")
+    lengths = {s: source.lengths[s] for s in seqids}
+    t0 = time.perf_counter()
+    raw = dict(zip(seqids, group_emissions(model, source, list(lengths.items()), "cpu",
+                                           a.window, a.batch_size)))
+    codes = {s: codons.encode(source.genome.fetch(s)) for s in seqids}
+    source.close()
+    print(f"encoder: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    rows, f1 = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for bias, penalty in settings:
+            model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
+                a, intergenic_bias=bias, intron_penalty=penalty))
+            results = []
+            for s in seqids:
+                _, segments, run_labels = phase_viterbi.decode(
+                    model.head, biased_emissions(model, raw[s].clone()), codes[s])
+                results.append(ContigResult(seqid=s, length=lengths[s], segments=segments,
+                                            segment_scores=np.full(len(segments), np.nan),
+                                            run_labels=run_labels))
+            pred = Path(tmp) / f"pred_{bias}_{penalty}.gff3"
+            summary = Summary()
+            _write_outputs(results, model.config.scheme, meta, AnnotateOutputs(gff3=str(pred)),
+                           lengths, summary)
+            levels = ev.to_dict(ev.evaluate(args.reference, pred))["levels"]
+            for level in ("gene", "exon", "nucleotide"):
+                r = levels[level]
+                rows.append(dict(date=datetime.date.today().isoformat(), commit=commit(),
+                                 label=args.label, model=args.model, sequences=args.sequences,
+                                 bias=bias, intron_penalty=penalty, level=level,
+                                 sensitivity=f"{r['sensitivity']:.4f}",
+                                 specificity=f"{r['specificity']:.4f}", F1=f"{r['f1']:.4f}",
+                                 pred_genes=summary.genes))
+            f1[(bias, penalty)] = levels["gene"]["f1"]
+            print(f"bias {bias} penalty {penalty}: gene F1 {levels['gene']['f1']:.4f}, exon F1 "
+                  f"{levels['exon']['f1']:.4f}, {summary.genes} genes", flush=True)
+    append_rows(args.tsv, FIELDS, rows)
+    best = max(f1, key=lambda k: (f1[k], -abs(k[0]) - abs(k[1])))
+    print(f"best by gene F1: intergenic bias {best[0]}, intron penalty {best[1]}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
