@@ -43,6 +43,9 @@ GPU_BYTES_PER_CELL = 160
 # about 8 us for the lean Viterbi (chr2R on an H200 host), which also needs no (T, 80) arrays on
 # the card; see benchmarks/NOTES_semicrf.md, entries 8 and 10.
 LEAN_MIN_LENGTH = 2_000_000
+# The encoder pads the windows of a batch to its longest; a shorter window joins only if it is at
+# least this share of that width (group_emissions).
+PAD_MIN_FILL = 0.8
 
 
 @dataclass
@@ -115,11 +118,17 @@ def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], 
     budget = max(1, batch_size) * window
     k = 0
     while k < len(pieces):
-        # Longest first: the batch's padded width is its first window's.
-        n = max(1, min(len(pieces) - k, budget // pieces[k][0]))
+        # Longest first: the batch's padded width is its first window's. A window joins while
+        # the batch fits the budget and the window is at least PAD_MIN_FILL of that width, so
+        # padding wastes at most 1 - PAD_MIN_FILL of any window's pass (on a CPU the passes
+        # cost per position; on a GPU per pass).
+        width = pieces[k][0]
+        n = 1
+        while (k + n < len(pieces) and (n + 1) * width <= budget
+               and pieces[k + n][0] >= PAD_MIN_FILL * width):
+            n += 1
         batch = pieces[k:k + n]
         k += n
-        width = batch[0][0]
         x = np.zeros((len(batch), width, model.in_channels), dtype=np.float32)
         for j, (w, i, _, _, s, e) in enumerate(batch):
             x[j, :w] = source.read(contigs[i][0], s, e)

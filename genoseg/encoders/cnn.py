@@ -34,7 +34,12 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        # Normalised in place along dim 1: layer_norm over a transposed view copies the tensor
+        # twice (in and out of the (B, T, W) layout), half of this layer's time on a CPU.
+        norm = self.norm
+        var, mean = torch.var_mean(x, dim=1, unbiased=False, keepdim=True)
+        return torch.addcmul(norm.bias[:, None], (x - mean) * torch.rsqrt(var + norm.eps),
+                             norm.weight[:, None])
 
 
 class ResidualBlock(nn.Module):

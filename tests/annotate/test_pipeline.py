@@ -28,8 +28,9 @@ def _model(**changes):
 @pytest.fixture
 def genome(tmp_path):
     rng = np.random.default_rng(3)
-    # Contig lengths below, at and above one window's core, and a 1-bp contig.
-    lengths = {"a": 700, "b": 95, "c": 260, "d": 1, "e": 180, "f": 431}
+    # Contig lengths below, at and above one window's core, a 1-bp contig, and near lengths
+    # that share a padded pass (within PAD_MIN_FILL of each other).
+    lengths = {"a": 700, "b": 95, "c": 650, "d": 1, "e": 600, "f": 431, "g": 90, "h": 580}
     seqs = {n: "".join(rng.choice(list("ACGTacgtN"), size=L)) for n, L in lengths.items()}
     fa = tmp_path / "g.fa"
     fa.write_text("".join(f">{n}\n{s}\n" for n, s in seqs.items()))

@@ -80,3 +80,21 @@ def test_dropout_only_in_training_mode():
 def test_even_kernel_rejected():
     with pytest.raises(ValueError, match="odd"):
         DilatedResidualCNN(3, kernel_size=4)
+
+
+def test_channel_layer_norm_is_layer_norm_over_channels():
+    """ChannelLayerNorm normalises each position over its channels, in the (B, W, T) layout,
+    exactly as nn.LayerNorm on the (B, T, W) layout (values and gradients, float64)."""
+    from genoseg.encoders.cnn import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(16).double()
+    torch.nn.init.normal_(norm.norm.weight)
+    torch.nn.init.normal_(norm.norm.bias)
+    x = (3 * torch.randn(2, 16, 50, dtype=torch.float64) + 5).requires_grad_(True)
+    ours = norm(x)
+    ref = norm.norm(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    w = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad((ours * w).sum(), x)[0],
+                               torch.autograd.grad((ref * w).sum(), x)[0], rtol=0, atol=1e-10)
