@@ -30,6 +30,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from genoseg_kernels.ring import outside_block_rebase, outside_start_state, program_span
+
 NEG = tl.constexpr(float("-inf"))
 
 
@@ -48,15 +50,7 @@ def semicrf_outside_kernel(
 ):
     # OUT_SB / OUT_EB: write the start / end marginals (B, T, C); a caller that needs neither
     # the boundary posteriors nor a bias gradient saves two (B, T, C) arrays.
-    j = tl.program_id(0)
-    b = tl.program_id(1)
-    b64 = b.to(tl.int64)
-    prog = b64 * NC + j
-    L = tl.load(len_ptr + b).to(tl.int64)
-    active = tl.load(active_ptr + prog) != 0
-    c_lo = j.to(tl.int64) * CHUNK
-    c_hi = tl.minimum(c_lo + CHUNK, L)
-    c_hi = tl.where(active, c_hi, c_lo)
+    b64, prog, L, active, c_lo, c_hi = program_span(len_ptr, active_ptr, NC, CHUNK)
 
     R1: tl.constexpr = K + 1
     ROW: tl.constexpr = CB
@@ -73,31 +67,10 @@ def semicrf_outside_kernel(
                     mask=cmask[:, None] & cmask[None, :], other=NEG)  # [c', c]
     mu = tl.load(mu_ptr + b64 * C + cc, mask=cmask, other=0.0)
 
-    # --- start state, scaled to mass 1 -------------------------------------------------------
-    # Exactly one segment covers every cut, so the true state always has mass 1. Rounding
-    # drifts the mass by ~1e-7 a step and mass is the one direction the recursion never
-    # contracts, so it is pinned here and at every block end; otherwise chunk states would
-    # never agree with their neighbours' to float32 rounding.
-    n_copy = tl.where(active & (holds_end == 0), R1, 0)
-    g_end = tl.load(st_in_ptr + st_base + R1 * ROW + cc, mask=cmask, other=0.0)
-    total = tl.sum(g_end, axis=0)
-    for kt in range(NKT):
-        rows = kt * KT + rr
-        m2 = (rows[:, None] < n_copy) & cmask[None, :]
-        v = tl.load(st_in_ptr + st_base + rows[:, None] * ROW + cc[None, :], mask=m2, other=0.0)
-        total += tl.sum(tl.sum(v, axis=1), axis=0)
-    inv = tl.where(total > 0, 1.0 / total, 1.0)
-    g_end = g_end * inv
-    acc = tl.zeros([CB], dtype=tl.float64)  # P(segment of c crosses the cut right of t)
-    n_all = tl.where(active, R1, 0)
-    for kt in range(NKT):
-        rows = kt * KT + rr
-        m2 = (rows[:, None] < n_all) & cmask[None, :]
-        offs = rows[:, None] * ROW + cc[None, :]
-        v = tl.load(st_in_ptr + st_base + offs, mask=m2, other=0.0) * inv
-        v = tl.where(holds_end, 0.0, v)
-        tl.store(gacc + offs, v, mask=m2)
-        acc += tl.sum(v, axis=0).to(tl.float64)
+    # --- start state, scaled to mass 1 (ring.outside_start_state says why) -------------------
+    # acc[c]: P(a segment of c crosses the cut right of t)
+    g_end, acc = outside_start_state(st_in_ptr + st_base, gacc, active, holds_end, K, KT, NKT,
+                                     CB, cmask)
     if holds_end:
         # The sequence ends in this chunk: the last segment's label is softmax(alpha[L] + final).
         a_last = tl.load(falpha_ptr + seq + (L - 1) * C + cc, mask=cmask, other=NEG)
@@ -226,36 +199,9 @@ def semicrf_outside_kernel(
             # Into the previous block's frame: every open score moves by the normaliser step
             # and by that block's emission sum (its prefix sums now start BLOCK earlier).
             tl.debug_barrier()
-            n_prev = tl.load(fnorm_ptr + b64 * NBLK + (t // BLOCK) - 1)
-            bsum = tl.zeros([CB], dtype=tl.float32)
-            for q2 in range(t - BLOCK, t):
-                bsum += tl.load(em_ptr + seq + q2 * C + cc, mask=cmask, other=0.0) - mu
-            delta = (n_cur - n_prev).to(tl.float32) - bsum
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = (rows[:, None] < R1) & cmask[None, :]
-                offs = rows[:, None] * ROW + cc[None, :]
-                v = tl.load(wring + offs, mask=m2, other=NEG)
-                tl.store(wring + offs, v + delta[None, :], mask=m2)
-            s_back -= bsum
-            n_cur = n_prev
-            # Pin the mass to 1 (see the start state); slot t was consumed into g_end.
-            total = tl.sum(g_end, axis=0)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-                v = tl.load(gacc + rows[:, None] * ROW + cc[None, :], mask=m2, other=0.0)
-                total += tl.sum(tl.sum(v, axis=1), axis=0)
-            inv = tl.where(total > 0, 1.0 / total, 1.0)
-            g_end = g_end * inv
-            acc = tl.zeros([CB], dtype=tl.float64)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-                offs = rows[:, None] * ROW + cc[None, :]
-                v = tl.load(gacc + offs, mask=m2, other=0.0) * inv
-                tl.store(gacc + offs, v, mask=m2)
-                acc += tl.sum(v, axis=0).to(tl.float64)
+            n_cur, s_back, g_end, acc = outside_block_rebase(
+                wring, gacc, em_ptr + seq, fnorm_ptr + b64 * NBLK, t, mu, n_cur, s_back, g_end,
+                C, K, KT, NKT, CB, BLOCK, cmask)
         tl.debug_barrier()
 
     if active:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from genoseg_kernels.ring import outside_block_rebase, outside_start_state, program_span
+
 NEG = tl.constexpr(float("-inf"))
 
 
@@ -110,21 +112,12 @@ def semicrf_sparse_outside_kernel(
     HAS_SB: tl.constexpr, HAS_ME: tl.constexpr, HAS_MS: tl.constexpr,
     OUT_SB: tl.constexpr, OUT_EB: tl.constexpr,
 ):
-    j = tl.program_id(0)
-    b = tl.program_id(1)
-    b64 = b.to(tl.int64)
-    prog = b64 * NC + j
-    L = tl.load(len_ptr + b).to(tl.int64)
-    active = tl.load(active_ptr + prog) != 0
-    c_lo = j.to(tl.int64) * CHUNK
-    c_hi = tl.minimum(c_lo + CHUNK, L)
-    c_hi = tl.where(active, c_hi, c_lo)
+    b64, prog, L, active, c_lo, c_hi = program_span(len_ptr, active_ptr, NC, CHUNK)
 
     R1: tl.constexpr = K + 1
     ROW: tl.constexpr = CB
     cc = tl.arange(0, CB)
     cmask = cc < C
-    rr = tl.arange(0, KT)
     st_base = prog * (K + 2) * ROW
     gacc = st_out_ptr + st_base  # ring of start adjoints (the state)
     wring = wring_ptr + prog * R1 * ROW  # ring of open-segment scores (scratch)
@@ -160,26 +153,9 @@ def semicrf_sparse_outside_kernel(
     gcells = g_cells_ptr + prog * NRP * W
 
     # --- start state, scaled to mass 1 (as in outside.py) ------------------------------------
-    n_copy = tl.where(active & (holds_end == 0), R1, 0)
-    g_end = tl.load(st_in_ptr + st_base + R1 * ROW + cc, mask=cmask, other=0.0)
-    total = tl.sum(g_end, axis=0)
-    for kt in range(NKT):
-        rows = kt * KT + rr
-        m2 = (rows[:, None] < n_copy) & cmask[None, :]
-        v = tl.load(st_in_ptr + st_base + rows[:, None] * ROW + cc[None, :], mask=m2, other=0.0)
-        total += tl.sum(tl.sum(v, axis=1), axis=0)
-    inv = tl.where(total > 0, 1.0 / total, 1.0)
-    g_end = g_end * inv
-    acc = tl.zeros([CB], dtype=tl.float64)  # P(segment of c crosses the cut right of t)
-    n_all = tl.where(active, R1, 0)
-    for kt in range(NKT):
-        rows = kt * KT + rr
-        m2 = (rows[:, None] < n_all) & cmask[None, :]
-        offs = rows[:, None] * ROW + cc[None, :]
-        v = tl.load(st_in_ptr + st_base + offs, mask=m2, other=0.0) * inv
-        v = tl.where(holds_end, 0.0, v)
-        tl.store(gacc + offs, v, mask=m2)
-        acc += tl.sum(v, axis=0).to(tl.float64)
+    # acc[c]: P(a segment of c crosses the cut right of t)
+    g_end, acc = outside_start_state(st_in_ptr + st_base, gacc, active, holds_end, K, KT, NKT,
+                                     CB, cmask)
     if holds_end:
         a_last = tl.load(falpha_ptr + seq + (L - 1) * C + cc, mask=cmask, other=NEG)
         fin = a_last + tl.load(final_ptr + cc, mask=cmask, other=NEG)
@@ -300,35 +276,9 @@ def semicrf_sparse_outside_kernel(
         if (t % BLOCK == 0) & (t > c_lo):
             # Into the previous block's frame, and the mass pinned to 1 (as in outside.py).
             tl.debug_barrier()
-            n_prev = tl.load(fnorm_ptr + b64 * NBLK + (t // BLOCK) - 1)
-            bsum = tl.zeros([CB], dtype=tl.float32)
-            for q2 in range(t - BLOCK, t):
-                bsum += tl.load(em_ptr + seq + q2 * C + cc, mask=cmask, other=0.0) - mu
-            delta = (n_cur - n_prev).to(tl.float32) - bsum
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = (rows[:, None] < R1) & cmask[None, :]
-                offs = rows[:, None] * ROW + cc[None, :]
-                v = tl.load(wring + offs, mask=m2, other=NEG)
-                tl.store(wring + offs, v + delta[None, :], mask=m2)
-            s_back -= bsum
-            n_cur = n_prev
-            total = tl.sum(g_end, axis=0)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-                v = tl.load(gacc + rows[:, None] * ROW + cc[None, :], mask=m2, other=0.0)
-                total += tl.sum(tl.sum(v, axis=1), axis=0)
-            inv = tl.where(total > 0, 1.0 / total, 1.0)
-            g_end = g_end * inv
-            acc = tl.zeros([CB], dtype=tl.float64)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-                offs = rows[:, None] * ROW + cc[None, :]
-                v = tl.load(gacc + offs, mask=m2, other=0.0) * inv
-                tl.store(gacc + offs, v, mask=m2)
-                acc += tl.sum(v, axis=0).to(tl.float64)
+            n_cur, s_back, g_end, acc = outside_block_rebase(
+                wring, gacc, em_ptr + seq, fnorm_ptr + b64 * NBLK, t, mu, n_cur, s_back, g_end,
+                C, K, KT, NKT, CB, BLOCK, cmask)
         tl.debug_barrier()
 
     if active:

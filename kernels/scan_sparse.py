@@ -20,6 +20,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from genoseg_kernels.ring import (log_total, program_span, scan_block_rebase, scan_hand_over,
+                   scan_start_state)
+
 NEG = tl.constexpr(float("-inf"))
 
 
@@ -49,34 +52,17 @@ def semicrf_sparse_scan_kernel(
     IS_MAX: tl.constexpr, HAS_SB: tl.constexpr, HAS_EB: tl.constexpr, HAS_ME: tl.constexpr,
     HAS_MS: tl.constexpr, STORE: tl.constexpr, STORE_BP: tl.constexpr,
 ):
-    j = tl.program_id(0)
-    b = tl.program_id(1)
-    b64 = b.to(tl.int64)
-    prog = b64 * NC + j
-    L = tl.load(len_ptr + b).to(tl.int64)
-    active = tl.load(active_ptr + prog) != 0
-    c_lo = j.to(tl.int64) * CHUNK
-    c_hi = tl.minimum(c_lo + CHUNK, L)
-    c_hi = tl.where(active, c_hi, c_lo)  # an inactive program runs no step and writes nothing
+    b64, prog, L, active, c_lo, c_hi = program_span(len_ptr, active_ptr, NC, CHUNK)
 
     R1: tl.constexpr = K + 1  # ring slots
     ROW: tl.constexpr = CB
     cc = tl.arange(0, CB)
     cmask = cc < C
-    rr = tl.arange(0, KT)
     st_base = prog * (K + 2) * ROW
     ring = st_out_ptr + st_base
 
-    # The start state becomes this program's ring (as in scan.py).
-    n_copy = tl.where(active, R1, 0)
-    for kt in range(NKT):
-        rows = kt * KT + rr
-        m2 = (rows[:, None] < n_copy) & cmask[None, :]
-        offs = rows[:, None] * ROW + cc[None, :]
-        v = tl.load(st_in_ptr + st_base + offs, mask=m2, other=NEG)
-        tl.store(ring + offs, v, mask=m2)
-    alpha = tl.load(st_in_ptr + st_base + R1 * ROW + cc, mask=cmask, other=NEG)
-    tl.debug_barrier()
+    # The start state becomes this program's ring.
+    alpha = scan_start_state(st_in_ptr + st_base, ring, active, K, KT, NKT, CB, cmask)
 
     # The plan's small tables live in registers for the whole chunk.
     pj = tl.arange(0, P)
@@ -183,37 +169,14 @@ def semicrf_sparse_scan_kernel(
         if STORE_BP:
             tl.store(bp_dur_ptr + row_t + cc, best_d.to(bp_dur_ptr.dtype.element_ty), mask=cmask)
         if t + 1 == L:
-            fin = alpha + final
-            if IS_MAX:
-                z = tl.max(fin, axis=0)
-            else:
-                fm = tl.max(fin, axis=0)
-                fms = tl.where(fm == NEG, 0.0, fm)
-                z = fms + tl.log(tl.sum(tl.exp(fin - fms), axis=0))
+            z = log_total(alpha, final, IS_MAX)
             tl.store(zend_ptr + b64, z.to(tl.float64) + lognorm)
         S = S_next
 
         # --- block end: re-base the ring to the next block's prefix sums and normalise ------
         if (t + 1) % BLOCK == 0:
             tl.debug_barrier()
-            shift = tl.max(alpha, axis=0)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                dm1r = (t % R1 - rows + R1) % R1
-                live = (rows < R1) & (dm1r < K - 1)
-                m2 = live[:, None] & cmask[None, :]
-                v = tl.load(ring + rows[:, None] * ROW + cc[None, :], mask=m2, other=NEG)
-                shift = tl.maximum(shift, tl.max(tl.max(v + S[None, :], axis=1), axis=0))
-            shift = tl.where(shift == NEG, 0.0, shift)
-            for kt in range(NKT):
-                rows = kt * KT + rr
-                dm1r = (t % R1 - rows + R1) % R1
-                live = (rows < R1) & (dm1r < K - 1)
-                m2 = live[:, None] & cmask[None, :]
-                offs = rows[:, None] * ROW + cc[None, :]
-                v = tl.load(ring + offs, mask=m2, other=NEG)
-                tl.store(ring + offs, v + S[None, :] - shift, mask=m2)
-            alpha = alpha - shift
+            alpha, shift = scan_block_rebase(ring, alpha, S, t, K, KT, NKT, CB, cmask)
             lognorm += shift.to(tl.float64)
             S = tl.zeros([CB], dtype=tl.float32)
             if STORE:
@@ -222,9 +185,5 @@ def semicrf_sparse_scan_kernel(
             tl.debug_barrier()
 
     if active:
-        # Hand over: alpha, the log growth of this chunk, and the two stale ring slots cleared.
-        tl.store(st_out_ptr + st_base + R1 * ROW + cc, alpha, mask=cmask)
-        tl.store(growth_ptr + prog, lognorm)
-        tl.store(ring + (c_hi % R1) * ROW + cc, tl.full([CB], NEG, tl.float32), mask=cmask)
-        tl.store(ring + ((c_hi + 1) % R1) * ROW + cc, tl.full([CB], NEG, tl.float32),
-                 mask=cmask)
+        scan_hand_over(st_out_ptr + st_base, growth_ptr, prog, ring, alpha, lognorm, c_hi, K,
+                       CB, cmask)
