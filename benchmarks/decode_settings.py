@@ -7,7 +7,8 @@ Reads ../shared/data (not part of the test suite). For models trained on whole c
 chosen by gene F1 there, and the test chromosomes are scored afterwards with the chosen one.
 (The fly model, trained on short records, is calibrated on chr2R instead:
 benchmarks/intergenic_bias.py.) The encoder runs once per sequence; each setting is one decode
-(the memory-lean phase Viterbi, complete genes, on the CPU) and one ``genoseg evaluate``.
+(the memory-lean phase Viterbi on the CPU, with the model's ``[annotate] gene_model``, as
+``genoseg annotate`` decodes) and one ``genoseg evaluate``.
 
     python benchmarks/validation_records.py --config genoseg/models/yeast/config.toml \\
         --genome ../shared/data/yeast_s288c/genome.fa.gz \\
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
             results = []
             for s in seqids:
                 _, segments, run_labels = phase_viterbi.decode(
-                    model.head, biased_emissions(model, raw[s].clone()), codes[s])
+                    model.head, biased_emissions(model, raw[s].clone()), codes[s],
+                    complete_genes=a.gene_model == "complete")
                 results.append(ContigResult(seqid=s, length=lengths[s], segments=segments,
                                             segment_scores=np.full(len(segments), np.nan),
                                             run_labels=run_labels))
