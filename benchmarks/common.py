@@ -45,6 +45,40 @@ def append_rows(path: Path, fields: list[str], rows: list[dict], delimiter: str 
         writer.writerows(rows)
 
 
+def decode_settings_grid(biases: str, penalties: str) -> list[tuple[float, float]]:
+    """Every (intergenic bias, intron penalty) pair of two comma-separated lists."""
+    return [(float(b), float(q)) for b in biases.split(",") for q in penalties.split(",")]
+
+
+def decode_with_setting(model, meta: dict, emissions: dict, codes: dict, lengths: dict,
+                        bias: float, penalty: float, gff3: Path, complete_genes: bool) -> int:
+    """Gene models of raw encoder ``emissions`` (seqid -> (L, n_outputs)) decoded with this
+    ``[annotate] intergenic_bias`` and ``intron_penalty`` (they replace the model's own), by the
+    memory-lean phase Viterbi on the CPU, written to ``gff3``; returns the number of genes."""
+    import dataclasses
+
+    import numpy as np
+
+    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
+                                           _write_outputs, biased_emissions)
+    from genoseg.crf import phase_viterbi
+
+    model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
+        model.config.annotate, intergenic_bias=bias, intron_penalty=penalty))
+    results = []
+    for seqid, em in emissions.items():
+        _, segments, run_labels = phase_viterbi.decode(
+            model.head, biased_emissions(model, em.clone()), codes[seqid],
+            complete_genes=complete_genes)
+        results.append(ContigResult(seqid=seqid, length=lengths[seqid], segments=segments,
+                                    segment_scores=np.full(len(segments), np.nan),
+                                    run_labels=run_labels))
+    summary = Summary()
+    _write_outputs(results, model.config.scheme, meta, AnnotateOutputs(gff3=str(gff3)),
+                   lengths, summary)
+    return summary.genes
+
+
 def _attributes(text: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in text.strip().split(";") if "=" in kv)
 

@@ -22,16 +22,13 @@ benchmarks/intergenic_bias.py.) The encoder runs once per sequence; each setting
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from common import append_rows, commit  # noqa: E402
+from common import append_rows, commit, decode_settings_grid, decode_with_setting  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,12 +37,8 @@ FIELDS = ["date", "commit", "label", "model", "sequences", "bias", "intron_penal
 
 
 def main(argv=None) -> int:
-    import torch
-
     from genoseg import evaluate as ev
-    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
-                                           _write_outputs, biased_emissions, group_emissions)
-    from genoseg.crf import phase_viterbi
+    from genoseg.annotate.pipeline import group_emissions
     from genoseg.inputs import InputSource
     from genoseg.labels import codons
     from genoseg.models import load_model
@@ -60,8 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--label", required=True, help="what the rows are")
     p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/decode_settings.tsv")
     args = p.parse_args(argv)
-    settings = [(float(b), float(q)) for b in args.biases.split(",")
-                for q in args.intron_penalties.split(",")]
+    settings = decode_settings_grid(args.biases, args.intron_penalties)
     model, meta = load_model(args.model)
     a = model.config.annotate
     source = InputSource(args.genome)
@@ -76,20 +68,9 @@ def main(argv=None) -> int:
     rows, f1 = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for bias, penalty in settings:
-            model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
-                a, intergenic_bias=bias, intron_penalty=penalty))
-            results = []
-            for s in seqids:
-                _, segments, run_labels = phase_viterbi.decode(
-                    model.head, biased_emissions(model, raw[s].clone()), codes[s],
-                    complete_genes=a.gene_model == "complete")
-                results.append(ContigResult(seqid=s, length=lengths[s], segments=segments,
-                                            segment_scores=np.full(len(segments), np.nan),
-                                            run_labels=run_labels))
             pred = Path(tmp) / f"pred_{bias}_{penalty}.gff3"
-            summary = Summary()
-            _write_outputs(results, model.config.scheme, meta, AnnotateOutputs(gff3=str(pred)),
-                           lengths, summary)
+            n_genes = decode_with_setting(model, meta, raw, codes, lengths, bias, penalty, pred,
+                                          complete_genes=a.gene_model == "complete")
             levels = ev.to_dict(ev.evaluate(args.reference, pred))["levels"]
             for level in ("gene", "exon", "nucleotide"):
                 r = levels[level]
@@ -98,10 +79,10 @@ def main(argv=None) -> int:
                                  bias=bias, intron_penalty=penalty, level=level,
                                  sensitivity=f"{r['sensitivity']:.4f}",
                                  specificity=f"{r['specificity']:.4f}", F1=f"{r['f1']:.4f}",
-                                 pred_genes=summary.genes))
+                                 pred_genes=n_genes))
             f1[(bias, penalty)] = levels["gene"]["f1"]
             print(f"bias {bias} penalty {penalty}: gene F1 {levels['gene']['f1']:.4f}, exon F1 "
-                  f"{levels['exon']['f1']:.4f}, {summary.genes} genes", flush=True)
+                  f"{levels['exon']['f1']:.4f}, {n_genes} genes", flush=True)
     append_rows(args.tsv, FIELDS, rows)
     best = max(f1, key=lambda k: (f1[k], -abs(k[0]) - abs(k[1])))
     print(f"best by gene F1: intergenic bias {best[0]}, intron penalty {best[1]}",

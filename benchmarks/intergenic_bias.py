@@ -25,7 +25,6 @@ ones (they apply to the raw emissions).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import sys
 import tempfile
@@ -34,12 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import append_rows, commit, split_reference  # noqa: E402
+from common import (append_rows, commit, decode_settings_grid, decode_with_setting,  # noqa: E402
+                    split_reference)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-FIELDS = ["date", "commit", "model", "genome", "region", "bias", "intron_penalty", "pred_genes", "genes_per_mb",
-          "genic_fraction", "median_exons_per_gene", "train_genes", "train_gene_sn",
+FIELDS = ["date", "commit", "model", "genome", "region", "bias", "intron_penalty", "pred_genes",
+          "genes_per_mb", "genic_fraction", "median_exons_per_gene", "train_genes", "train_gene_sn",
           "train_exon_sn", "test_genes", "test_gene_sn", "test_exon_sn"]
 
 
@@ -47,9 +47,7 @@ def main(argv=None) -> int:
     import pysam
 
     from genoseg import evaluate as ev
-    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
-                                           _write_outputs, biased_emissions, contig_emissions)
-    from genoseg.crf import phase_viterbi
+    from genoseg.annotate.pipeline import contig_emissions
     from genoseg.inputs import InputSource
     from genoseg.io.gff3 import read_gene_models
     from genoseg.labels import codons
@@ -68,8 +66,7 @@ def main(argv=None) -> int:
     p.add_argument("--intron-penalties", default="0", help="intron penalties (nats per base)")
     p.add_argument("--tsv", type=Path, default=ROOT / "benchmarks/results/intergenic_bias.tsv")
     args = p.parse_args(argv)
-    settings = [(float(b), float(q)) for b in args.biases.split(",")
-                for q in args.intron_penalties.split(",")]
+    settings = decode_settings_grid(args.biases, args.intron_penalties)
     model, meta = load_model(args.model)
     with pysam.FastxFile(args.genome) as fa:
         seq = next(r.sequence for r in fa if r.name == args.seqid)[:args.end]
@@ -90,16 +87,11 @@ def main(argv=None) -> int:
         codes = codons.encode(seq)
         scored_mb = (end - args.start) / 1e6
         for bias, penalty in settings:
-            model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
-                model.config.annotate, intergenic_bias=bias, intron_penalty=penalty))
-            shifted = biased_emissions(model, em.clone())
-            _, segments, run_labels = phase_viterbi.decode(model.head, shifted, codes)
             pred_path = tmp / f"pred_{bias}_{penalty}.gff3"
-            _write_outputs([ContigResult(seqid=args.seqid, length=end, segments=segments,
-                                         segment_scores=np.full(len(segments), np.nan),
-                                         run_labels=run_labels)],
-                           model.config.scheme, meta, AnnotateOutputs(gff3=str(pred_path)),
-                           {args.seqid: end}, Summary())
+            # Free sequence ends: the stretch ends inside the chromosome, maybe inside a gene.
+            decode_with_setting(model, meta, {args.seqid: em}, {args.seqid: codes},
+                                {args.seqid: end}, bias, penalty, pred_path,
+                                complete_genes=False)
             pred = [t for t in read_gene_models(pred_path) if t.start >= args.start]
             spans = np.array([t.end - t.start for t in pred]) if pred else np.zeros(1)
             row = dict(date=datetime.date.today().isoformat(), commit=commit(),
