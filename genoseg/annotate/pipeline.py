@@ -43,9 +43,12 @@ GPU_BYTES_PER_CELL = 160
 # about 8 us for the lean Viterbi (chr2R on an H200 host), which also needs no (T, 80) arrays on
 # the card; see benchmarks/NOTES_semicrf.md, entries 8 and 10.
 LEAN_MIN_LENGTH = 2_000_000
-# The encoder pads the windows of a batch to its longest; a shorter window joins only if it is at
-# least this share of that width (group_emissions).
-PAD_MIN_FILL = 0.8
+# The encoder pads the windows of a batch to its longest; on a CPU, where a pass costs per
+# position, a shorter window joins only if it is at least this share of that width (the fly test
+# set: 21 passes; padding everything: 5 passes, but 2.3x the convolution time). On a GPU a pass costs
+# mostly its launches, so any window joins (4 passes; 11.5 s for the whole annotate on an H100,
+# against 17.0 s with a pass per contig).
+PAD_MIN_FILL = {"cpu": 0.8, "cuda": 0.0}
 
 
 @dataclass
@@ -87,7 +90,8 @@ def contig_emissions(model, source: InputSource, seqid: str, length: int, device
 
 
 def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], device,
-                    window: int, batch_size: int) -> list[torch.Tensor]:
+                    window: int, batch_size: int, min_fill: float | None = None
+                    ) -> list[torch.Tensor]:
     """[(length, C) float32 emissions] of each (seqid, length) contig, stitched from
     overlapping windows.
 
@@ -101,7 +105,8 @@ def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], 
     size). A batch of windows of different widths is padded and passes ``lengths``: every conv
     layer then sees zeros past each window's end, exactly the zero padding it applies at the
     end of an unpadded window (zero *inputs* alone would not do: the stem's bias, for one,
-    makes the next layer's input non-zero there).
+    makes the next layer's input non-zero there). ``min_fill``: a window joins a batch only if
+    it is at least this share of the batch's width (default: ``PAD_MIN_FILL`` of the device).
     """
     half = (model.receptive_field - 1) // 2
     core = max(1, window - 2 * half)
@@ -116,16 +121,17 @@ def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], 
             pieces.append((e - s, i, a, b, s, e))
     pieces.sort(key=lambda p: -p[0])
     budget = max(1, batch_size) * window
+    if min_fill is None:
+        min_fill = PAD_MIN_FILL.get(torch.device(device).type, PAD_MIN_FILL["cpu"])
     k = 0
     while k < len(pieces):
         # Longest first: the batch's padded width is its first window's. A window joins while
-        # the batch fits the budget and the window is at least PAD_MIN_FILL of that width, so
-        # padding wastes at most 1 - PAD_MIN_FILL of any window's pass (on a CPU the passes
-        # cost per position; on a GPU per pass).
+        # the batch fits the budget and the window is at least min_fill of that width, so
+        # padding wastes at most 1 - min_fill of any window's pass.
         width = pieces[k][0]
         n = 1
         while (k + n < len(pieces) and (n + 1) * width <= budget
-               and pieces[k + n][0] >= PAD_MIN_FILL * width):
+               and pieces[k + n][0] >= min_fill * width):
             n += 1
         batch = pieces[k:k + n]
         k += n

@@ -29,7 +29,7 @@ def _model(**changes):
 def genome(tmp_path):
     rng = np.random.default_rng(3)
     # Contig lengths below, at and above one window's core, a 1-bp contig, and near lengths
-    # that share a padded pass (within PAD_MIN_FILL of each other).
+    # that share a padded pass (within PAD_MIN_FILL["cpu"] of each other).
     lengths = {"a": 700, "b": 95, "c": 650, "d": 1, "e": 600, "f": 431, "g": 90, "h": 580}
     seqs = {n: "".join(rng.choice(list("ACGTacgtN"), size=L)) for n, L in lengths.items()}
     fa = tmp_path / "g.fa"
@@ -39,16 +39,17 @@ def genome(tmp_path):
     source.close()
 
 
+@pytest.mark.parametrize("min_fill", [None, 0.0])
 @pytest.mark.parametrize("window,batch_size", [(120, 2), (120, 8), (1000, 1), (1000, 4)])
-def test_group_emissions_equal_each_whole_contig(genome, window, batch_size):
-    """Windows of several contigs of different widths share padded forward passes, and each
-    contig's stitched scores equal the encoder's output on that whole contig alone (no
-    padding): the masked padding is the zero padding of an unpadded pass, and stitching
-    leaves no seam."""
+def test_group_emissions_equal_each_whole_contig(genome, window, batch_size, min_fill):
+    """Windows of several contigs of different widths share padded forward passes (only near
+    widths by default on a CPU, any with min_fill 0, as on a GPU), and each contig's stitched
+    scores equal the encoder's output on that whole contig alone (no padding): the masked
+    padding is the zero padding of an unpadded pass, and stitching leaves no seam."""
     source, lengths = genome
     model = _model()
     contigs = list(lengths.items())
-    ems = group_emissions(model, source, contigs, "cpu", window, batch_size)
+    ems = group_emissions(model, source, contigs, "cpu", window, batch_size, min_fill)
     assert [tuple(e.shape) for e in ems] == [(L, model.n_outputs) for _, L in contigs]
     for (seqid, L), em in zip(contigs, ems):
         with torch.no_grad():
