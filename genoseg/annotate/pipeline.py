@@ -44,10 +44,10 @@ GPU_BYTES_PER_CELL = 160
 # the card; see benchmarks/NOTES_semicrf.md, entries 8 and 10.
 LEAN_MIN_LENGTH = 2_000_000
 # The encoder pads the windows of a batch to its longest; on a CPU, where a pass costs per
-# position, a shorter window joins only if it is at least this share of that width (the fly test
-# set: 21 passes; padding everything: 5 passes, but 2.3x the convolution time). On a GPU a pass costs
-# mostly its launches, so any window joins (4 passes; 11.5 s for the whole annotate on an H100,
-# against 17.0 s with a pass per contig).
+# position, a shorter window joins only if it is at least this share of that width (the fly
+# test set: 21 passes; padding everything: 5 passes, but 2.3x the convolution time). On a GPU a
+# pass costs mostly its launches, so any window joins (4 passes; 11.5 s for the whole annotate
+# on an H100, against 17.0 s with a pass per contig).
 PAD_MIN_FILL = {"cpu": 0.8, "cuda": 0.0}
 
 
