@@ -14,7 +14,8 @@ benchmarks/intergenic_bias.py.) The encoder runs once per sequence; each setting
         --genome ../shared/data/yeast_s288c/genome.fa.gz \\
         --annotation ../shared/data/yeast_s288c/genes.gff3.gz \\
         --sequences chrI,chrII,...,chrXII --gff3 yeast_val.gff3      # prints chrIII,chrX
-    python benchmarks/decode_settings.py --model yeast --genome ../shared/data/yeast_s288c/genome.fa.gz \\
+    python benchmarks/decode_settings.py --model yeast \\
+        --genome ../shared/data/yeast_s288c/genome.fa.gz \\
         --sequences chrIII,chrX --reference yeast_val.gff3 \\
         --biases 0,0.002 --intron-penalties 0,0.002,0.004 --label "yeast validation"
 """
