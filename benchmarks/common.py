@@ -45,6 +45,24 @@ def append_rows(path: Path, fields: list[str], rows: list[dict], delimiter: str 
         writer.writerows(rows)
 
 
+def config_split(config: str, genome: str, annotation: str, sequences: str = ""):
+    """A training config's split of a genome, exactly as ``genoseg train`` makes it
+    (``genoseg.training.data.training_split``, with the run's ``--sequences``, comma-separated):
+    (config, input source, gold labels, training regions, validation regions). The caller
+    closes the source."""
+    from genoseg.config import load_config
+    from genoseg.inputs import InputSource
+    from genoseg.training.data import gold_labels, training_split
+
+    cfg = load_config(config)
+    source = InputSource(genome)
+    labels, _ = gold_labels(annotation, cfg.scheme, source.lengths)
+    train, val = training_split(source.names, source.lengths, labels,
+                                sequences.split(",") if sequences else (),
+                                cfg.train.val_fraction, cfg.train.seed)
+    return cfg, source, labels, train, val
+
+
 def decode_settings_grid(biases: str, penalties: str) -> list[tuple[float, float]]:
     """Every (intergenic bias, intron penalty) pair of two comma-separated lists."""
     return [(float(b), float(q)) for b in biases.split(",") for q in penalties.split(",")]

@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common import config_split  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -25,12 +27,10 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     import torch
 
-    from genoseg.config import load_config
     from genoseg.crf import backend as crf
-    from genoseg.inputs import InputSource
     from genoseg.models import load_model
     from genoseg.training import loop
-    from genoseg.training.data import gold_labels, tile_regions, training_split
+    from genoseg.training.data import tile_regions
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="training config whose split is scored")
@@ -41,13 +41,9 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     args = ap.parse_args()
 
-    cfg = load_config(args.config)
+    cfg, source, labels, _, val_regions = config_split(args.config, args.genome,
+                                                       args.annotation, args.sequences)
     tc = cfg.train
-    source = InputSource(args.genome, None, (), 0, False)
-    labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
-    sequences = args.sequences.split(",") if args.sequences else ()
-    _, val_regions = training_split(source.names, source.lengths, labels, sequences,
-                                    tc.val_fraction, tc.seed)
     windows = tile_regions(val_regions, tc.window)
     print(f"# {len(val_regions)} validation records, {len(windows)} windows of {tc.window} bp "
           f"(split of {args.config}: val_fraction {tc.val_fraction}, seed {tc.seed})")

@@ -19,15 +19,14 @@ import gzip
 import sys
 from pathlib import Path
 
+from common import config_split  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from genoseg.config import load_config
-    from genoseg.inputs import InputSource
     from genoseg.io.atomic import atomic_open
-    from genoseg.training.data import gold_labels, training_split
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="training config whose split is used")
@@ -37,12 +36,9 @@ def main() -> None:
                     help="the records training was restricted to (train --sequences), if any")
     ap.add_argument("--gff3", help="write the annotation of the validation records here")
     args = ap.parse_args()
-    cfg = load_config(args.config)
-    source = InputSource(args.genome)
-    labels, _ = gold_labels(args.annotation, cfg.scheme, source.lengths)
-    sequences = args.sequences.split(",") if args.sequences else ()
-    train, val = training_split(source.names, source.lengths, labels, sequences,
-                                cfg.train.val_fraction, cfg.train.seed)
+    _, source, _, train, val = config_split(args.config, args.genome, args.annotation,
+                                            args.sequences or "")
+    source.close()
     if any(r.start != 0 or r.end != source.lengths[r.seqid] for r in val):
         sys.exit("a single-sequence genome: validation is part of a record, not whole records")
     ids = [r.seqid for r in val]
