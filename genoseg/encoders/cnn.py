@@ -34,8 +34,9 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalised in place along dim 1: layer_norm over a transposed view copies the tensor
-        # twice (in and out of the (B, T, W) layout), half of this layer's time on a CPU.
+        # Normalised along dim 1 in the (B, W, T) layout (a new tensor, not in place):
+        # layer_norm over a transposed view copies the tensor twice (in and out of the
+        # (B, T, W) layout), half of this layer's time on a CPU.
         # (torch.var_mean along dim 1 is slower on a CPU than these two means.)
         norm = self.norm
         centred = x - x.mean(dim=1, keepdim=True)
