@@ -71,13 +71,13 @@ def check_output_path(path: str | None, option: str) -> None:
                                  param_hint=option)
 
 
-def parse_sequences(text: str | None) -> tuple[str, ...]:
+def parse_sequences(text: str | None, option: str = "--sequences") -> tuple[str, ...]:
     """--sequences "chrI,chrII" -> ("chrI", "chrII"); None or "" -> () (all sequences)."""
     if not text:
         return ()
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if len(set(names)) != len(names):
-        raise click.UsageError("--sequences lists a sequence twice")
+        raise click.UsageError(f"{option} lists a sequence twice")
     return names
 
 

@@ -26,6 +26,10 @@ import click
 @click.option("--sequences", default=None, metavar="ID,ID,...",
               help="Train (and validate) on these sequences of the genome only, e.g. "
                    "chrI,chrII,... to hold out other chromosomes for testing.")
+@click.option("--val-sequences", default=None, metavar="ID,ID,...",
+              help="Validate on exactly these sequences (the other annotated ones train) "
+                   "instead of a random [train] val_fraction of them, e.g. to compare runs on "
+                   "the same held-out records.")
 @click.option("--init-from", default=None, metavar="MODEL",
               help="Start from this model's weights (a directory or shipped name; same "
                    "architecture as the config) instead of a random initialisation.")
@@ -44,7 +48,7 @@ import click
 @click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write (checkpoints there make the run resumable).")
 def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded, sequences,
-          init_from, steps, device, seed, status, backend, quiet, out_dir):
+          val_sequences, init_from, steps, device, seed, status, backend, quiet, out_dir):
     """Train a model: windows from GENOME labelled by ANNOTATION, semi-CRF likelihood.
 
     Rerunning the same command on the same output directory resumes from its last checkpoint
@@ -65,7 +69,8 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded,
         cfg = override(cfg, changes)
     command = "genoseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     metrics = run_train(cfg, TrainInputs(genome, annotation, tracks, tuple(bams), min_mapq,
-                                            bam_stranded, parse_sequences(sequences)),
+                                            bam_stranded, parse_sequences(sequences),
+                                            parse_sequences(val_sequences, "--val-sequences")),
                         out_dir, command=command, status=status, progress=not quiet,
                         backend=backend, init_from=init_from)
     best = metrics.get("best_validation") or {}

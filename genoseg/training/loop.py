@@ -47,14 +47,17 @@ class TrainInputs:
     min_mapq: int = 0
     bam_stranded: bool = False
     sequences: tuple[str, ...] = ()  # train on these sequences only (empty: all)
+    # validate on exactly these sequences (empty: [train] val_fraction of them, at random)
+    val_sequences: tuple[str, ...] = ()
 
 
-def check_sequences(wanted: tuple[str, ...], names: list[str], genome: str) -> None:
+def check_sequences(wanted: tuple[str, ...], names: list[str], genome: str,
+                    option: str = "--sequences") -> None:
     """InputError naming the first of ``wanted`` that is not a sequence of the genome."""
     known = set(names)
     missing = [s for s in wanted if s not in known]
     if missing:
-        raise InputError(f"{genome}: no sequence {missing[0]!r} (--sequences; the genome has "
+        raise InputError(f"{genome}: no sequence {missing[0]!r} ({option}; the genome has "
                          f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
 
 
@@ -248,8 +251,17 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
         if not any(s in labels for s in inputs.sequences):
             raise InputError(f"{inputs.annotation}: no annotated feature on the --sequences "
                              f"given ({', '.join(inputs.sequences[:5])})")
+    if inputs.val_sequences:
+        check_sequences(inputs.val_sequences, source.names, inputs.genome, "--val-sequences")
+        if inputs.sequences and not set(inputs.val_sequences) <= set(inputs.sequences):
+            outside = next(s for s in inputs.val_sequences if s not in set(inputs.sequences))
+            raise InputError(f"--val-sequences: {outside!r} is not among the --sequences given")
+        if not any(s in labels for s in inputs.val_sequences):
+            raise InputError(f"{inputs.annotation}: no annotated feature on the "
+                             f"--val-sequences given ({', '.join(inputs.val_sequences[:5])})")
     train_regions, val_regions = training_split(source.names, source.lengths, labels,
-                                                inputs.sequences, tc.val_fraction, tc.seed)
+                                                inputs.sequences, tc.val_fraction, tc.seed,
+                                                inputs.val_sequences)
     rc_map = None
     if tc.rc_augment:
         if source.spec.bam_stranded:

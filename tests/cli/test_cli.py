@@ -1227,6 +1227,30 @@ def test_sequences_option_restricts_annotate_and_train(mini, tiny_model, tmp_pat
     assert "no sequence 'chrNope'" in assert_one_line_error(code, stdout, stderr)
 
 
+def test_val_sequences_option_holds_out_exactly_those(mini, tmp_path):
+    names = list(fasta_lengths(mini["fa"]))
+    model = tmp_path / "model"
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG, "-o", model, "-q",
+           "--val-sequences", names[-1], "--steps", "2")
+    data = json.loads((model / "model.json").read_text())["training_data"]
+    lengths = fasta_lengths(mini["fa"])
+    assert data["validation_sequences"] == 1
+    assert data["validation_bases"] == lengths[names[-1]]
+    assert data["train_sequences"] == len(names) - 1
+    for args, message in (
+            (("--val-sequences", "chrNope"), "no sequence 'chrNope' (--val-sequences"),
+            (("--sequences", names[0], "--val-sequences", names[1]),
+             f"--val-sequences: {names[1]!r} is not among the --sequences given")):
+        code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c",
+                                        TINY_CONFIG, "-o", tmp_path / "m2", *args)
+        assert message in assert_one_line_error(code, stdout, stderr)
+    code, _, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", TINY_CONFIG,
+                               "-o", tmp_path / "m2", "--val-sequences", f"{names[0]},{names[0]}")
+    assert code == 2 and stderr.strip().splitlines()[-1] == (
+        "Error: --val-sequences lists a sequence twice")
+    assert not (tmp_path / "m2" / "weights.pt").exists()
+
+
 def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     """Contigs over LEAN_MIN_LENGTH (2 Mb; lowered here) are decoded by the memory-lean phase
     Viterbi on a CPU: the same gene models as the dense path, without scores; asking for
