@@ -138,6 +138,12 @@ class AnnotateConfig:
     # back to this strand (genoseg.annotate.rc): test-time augmentation for models trained with
     # [train] rc_augment; twice the encoder's time.
     rc_average: bool = False
+    # Gene schemes: leave out of the GFF3 (and the BED) every gene model whose score, the mean
+    # posterior of its exons' labels, is below this (0: keep every decoded gene). The Viterbi
+    # path is the single most probable segmentation; a gene on it can still be improbable, and
+    # such genes are mostly wrong (configs/recipes/yeast.md). Needs posteriors: a contig
+    # decoded without them (the memory-lean Viterbi on a CPU) keeps its genes unscored.
+    min_gene_score: float = 0.0
 
 
 GENE_MODELS = ("complete", "partial")
@@ -359,6 +365,9 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
          "applies to gene schemes only"),
         (abs(a.intron_penalty) <= 1.0, "annotate.intron_penalty",
          "must lie in [-1, 1] nats per base"),
+        (a.min_gene_score == 0.0 or cfg.scheme.kind == "gene", "annotate.min_gene_score",
+         "applies to gene schemes only"),
+        (0.0 <= a.min_gene_score <= 1.0, "annotate.min_gene_score", "must lie in [0, 1]"),
         (a.gene_model in GENE_MODELS, "annotate.gene_model",
          f"must be one of {', '.join(GENE_MODELS)}"),
     ]

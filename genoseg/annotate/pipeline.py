@@ -12,6 +12,8 @@ of the predicted label over the feature's bases (exons only, for gene models).
 
 from __future__ import annotations
 
+import bisect
+
 import logging
 import sys
 import time
@@ -80,6 +82,8 @@ class Summary:
     segments: int = 0
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
+    genes_below_score: int = 0  # left out by [annotate] min_gene_score
+    genes_unscored: int = 0  # kept: decoded without posteriors, so min_gene_score cannot apply
 
 
 def contig_emissions(model, source: InputSource, seqid: str, length: int, device,
@@ -337,7 +341,15 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     ordered = [results[s] for s in names]
     source.close()
     _write_outputs(ordered, scheme, meta, outputs, lengths, summary,
-                   partial_genes=cfg.annotate.gene_model == "partial")
+                   partial_genes=cfg.annotate.gene_model == "partial",
+                   min_gene_score=cfg.annotate.min_gene_score)
+    if summary.genes_below_score:
+        log.info("left out %d gene models scoring below min_gene_score %g",
+                 summary.genes_below_score, cfg.annotate.min_gene_score)
+    if summary.genes_unscored:
+        log.warning("%d gene models kept unscored: their contigs were decoded without "
+                    "posteriors (the memory-lean Viterbi on a CPU), so min_gene_score %g could "
+                    "not apply to them", summary.genes_unscored, cfg.annotate.min_gene_score)
     summary.seconds = time.perf_counter() - t_start
     summary.segments = sum(len(r.segments) for r in ordered)
     return summary
@@ -405,37 +417,30 @@ def _lean_contig(model, source, seqid: str, length: int, device, cfg,
 
 
 def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: AnnotateOutputs,
-                   lengths: dict[str, int], summary: Summary, partial_genes: bool = False) -> None:
+                   lengths: dict[str, int], summary: Summary, partial_genes: bool = False,
+                   min_gene_score: float = 0.0) -> None:
     """``partial_genes`` (phase grammar, ``--gene-model partial``): genes cut by a contig end
-    go to the GFF3 too, as partial gene models (``phase_crf.gene_transcripts``)."""
+    go to the GFF3 too, as partial gene models (``phase_crf.gene_transcripts``).
+    ``min_gene_score`` (``[annotate] min_gene_score``): gene models scoring below it are left
+    out of the GFF3, and their segments out of the BED."""
     from genoseg.io.features import Segment
     from genoseg.labels.runs import merge_segments
 
+    if outputs.gff3 is not None and scheme.kind != "gene":
+        raise InputError(f"model scheme {scheme.name!r} is not a gene-structure scheme; "
+                         "write --bed instead of GFF3")
+    dropped: dict[str, list[tuple[int, int]]] = {}
+    if scheme.kind == "gene" and (outputs.gff3 is not None
+                                  or (outputs.bed is not None and min_gene_score > 0)):
+        transcripts = _gene_models(results, scheme, partial_genes)
+        if min_gene_score > 0:
+            transcripts, dropped = _drop_low_scores(transcripts, min_gene_score, summary)
+        summary.genes = len(transcripts)
     if outputs.gff3 is not None:
-        if scheme.kind != "gene":
-            raise InputError(f"model scheme {scheme.name!r} is not a gene-structure scheme; "
-                             "write --bed instead of GFF3")
         from genoseg.io.gff3 import write_gff3
-        from genoseg.labels.gene import segments_to_transcripts
 
-        transcripts = []
-        for r in results:
-            if r.run_labels is not None:
-                # Phase grammar: genes cut by a contig end (only decoded with --gene-model
-                # partial) are partial gene models, marked so in the GFF3.
-                from genoseg.labels.phase_crf import gene_transcripts
-
-                scores = r.segment_scores
-                if len(scores) and not np.isfinite(scores).any():
-                    scores = None  # decoded without posteriors (a long contig on a CPU)
-                transcripts += gene_transcripts(r.segments, r.run_labels, r.seqid,
-                                                scores=scores, partial=partial_genes)
-            else:
-                transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
-                                                       segment_scores=r.segment_scores)
         # Seqids in byte order: the order `gt gff3 -sort` produces and `gt eval` expects.
         write_gff3(outputs.gff3, transcripts, dict(sorted(lengths.items())), source="genoseg")
-        summary.genes = len(transcripts)
         summary.outputs.append(outputs.gff3)
     if outputs.bed is not None:
         from genoseg.io.bed import write_bed
@@ -444,10 +449,15 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
         background = scheme.background
         for r in results:
             runs, members = merge_segments(r.segments)
+            left_out = dropped.get(r.seqid, [])
+            starts = [a for a, _ in left_out]
             for (s, e, c), idx in zip(runs, members):
                 label = scheme.labels[int(c)]
                 if label == background:
                     continue
+                k = bisect.bisect_right(starts, int(s)) - 1
+                if k >= 0 and int(e) <= left_out[k][1]:
+                    continue  # a run of a gene model left out for its score
                 score = float(np.mean(r.segment_scores[idx])) if len(idx) else None
                 if score is not None and not np.isfinite(score):
                     score = None
@@ -458,6 +468,48 @@ def _write_outputs(results: list[ContigResult], scheme, meta: dict, outputs: Ann
         summary.outputs.append(outputs.bed)
     if outputs.posteriors is not None:
         _write_posteriors(results, scheme, meta, outputs, lengths, summary)
+
+
+def _gene_models(results: list[ContigResult], scheme, partial_genes: bool) -> list:
+    """The gene models (``Transcript``) of decoded contigs, each scored by the mean of its
+    exons' segment scores where the contig has posteriors."""
+    from genoseg.labels.gene import segments_to_transcripts
+
+    transcripts = []
+    for r in results:
+        if r.run_labels is not None:
+            # Phase grammar: genes cut by a contig end (only decoded with --gene-model
+            # partial) are partial gene models, marked so in the GFF3.
+            from genoseg.labels.phase_crf import gene_transcripts
+
+            scores = r.segment_scores
+            if len(scores) and not np.isfinite(scores).any():
+                scores = None  # decoded without posteriors (a long contig on a CPU)
+            transcripts += gene_transcripts(r.segments, r.run_labels, r.seqid,
+                                            scores=scores, partial=partial_genes)
+        else:
+            transcripts += segments_to_transcripts(r.segments, r.seqid, scheme,
+                                                   segment_scores=r.segment_scores)
+    return transcripts
+
+
+def _drop_low_scores(transcripts: list, min_score: float, summary: Summary
+                     ) -> tuple[list, dict[str, list[tuple[int, int]]]]:
+    """(the gene models scoring at least ``min_score`` or unscored, {seqid: sorted (start, end)
+    extents of those left out}); counts both kinds left alone or out in ``summary``."""
+    kept, dropped = [], {}
+    for t in transcripts:
+        if t.score is None or not np.isfinite(t.score):
+            summary.genes_unscored += 1
+            kept.append(t)
+        elif t.score >= min_score:
+            kept.append(t)
+        else:
+            summary.genes_below_score += 1
+            dropped.setdefault(t.seqid, []).append((t.start, t.end))
+    for spans in dropped.values():
+        spans.sort()
+    return kept, dropped
 
 
 def _write_posteriors(results, scheme, meta, outputs: AnnotateOutputs, lengths, summary):

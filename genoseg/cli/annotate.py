@@ -41,6 +41,10 @@ import click
               help="Gene models: nats per base subtracted from the intron score (overrides the "
                    "model's [annotate] intron_penalty). Higher: fewer genes joined through long "
                    "introns; exons are not penalised.")
+@click.option("--min-gene-score", type=float, default=None, metavar="P",
+              help="Gene models: leave out genes whose score (mean posterior of their exons' "
+                   "labels, the GFF3 score column) is below P, in [0, 1] (overrides the "
+                   "model's [annotate] min_gene_score; 0 keeps every decoded gene).")
 @click.option("--gene-model", type=click.Choice(["complete", "partial"]), default=None,
               help="Gene models: complete (every contig starts and ends between genes) or "
                    "partial (a contig end may cut a gene, as in a draft assembly; a cut gene "
@@ -53,7 +57,8 @@ import click
                    "BAM coverage). Default: the model's [annotate] rc_average, off unless set.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
-             device, backend, intergenic_bias, intron_penalty, gene_model, rc_average, quiet):
+             device, backend, intergenic_bias, intron_penalty, min_gene_score, gene_model,
+             rc_average, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -76,6 +81,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     net, meta = load_model(model, device=str(dev))
     overrides = (("--intergenic-bias", "intergenic_bias", intergenic_bias),
                  ("--intron-penalty", "intron_penalty", intron_penalty),
+                 ("--min-gene-score", "min_gene_score", min_gene_score),
                  ("--gene-model", "gene_model", gene_model),
                  ("--rc-average", "rc_average", rc_average))
     if any(value is not None for _, _, value in overrides):

@@ -74,3 +74,23 @@ def test_group_scores_apply_the_bias_and_the_intron_penalty(genome):
     # Neither set: the emissions come back untouched.
     em = torch.randn(5, model.n_outputs)
     assert torch.equal(biased_emissions(_model(), em.clone()), em)
+
+
+def test_drop_low_scores_keeps_unscored_genes_and_counts_both():
+    """A gene scoring at least the threshold stays, one below goes (its extent listed per
+    seqid, sorted); an unscored gene (None or NaN: decoded without posteriors) stays and is
+    counted as such."""
+    from genoseg.annotate.pipeline import Summary, _drop_low_scores
+    from genoseg.io.features import Transcript
+
+    def gene(seqid, start, end, score):
+        return Transcript(seqid=seqid, strand="+", gene_id=f"{seqid}{start}",
+                          transcript_id=f"{seqid}{start}.t1", cds=((start, end),), score=score)
+
+    genes = [gene("a", 500, 900, 0.3), gene("a", 10, 90, 0.6), gene("a", 100, 200, 0.59),
+             gene("b", 5, 50, None), gene("b", 60, 99, float("nan")), gene("b", 200, 300, 0.9)]
+    summary = Summary()
+    kept, dropped = _drop_low_scores(genes, 0.6, summary)
+    assert [(t.seqid, t.start) for t in kept] == [("a", 10), ("b", 5), ("b", 60), ("b", 200)]
+    assert dropped == {"a": [(100, 200), (500, 900)]}
+    assert (summary.genes_below_score, summary.genes_unscored) == (2, 2)

@@ -47,6 +47,13 @@ def fasta_lengths(path: Path) -> dict[str, int]:
     return lengths
 
 
+def bed_rows(path: Path) -> list[tuple]:
+    """(seqid, start, end, name) of a BED file's intervals, in file order."""
+    return [(f[0], int(f[1]), int(f[2]), f[3]) for f in
+            (line.split("\t") for line in path.read_text().splitlines())
+            if f and f[0] and not f[0].startswith(("track", "#", "browser"))]
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -475,6 +482,36 @@ def test_intron_penalty_shortens_introns_and_checks_its_range(mini, tmp_path):
     code, stdout, stderr = run_main("annotate", mini["fa"], "-o", tmp_path / "bad.gff3",
                                     "--intron-penalty", "-3")
     assert "--intron-penalty" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "bad.gff3").exists()
+
+
+def test_min_gene_score_leaves_out_low_scoring_genes(tmp_path):
+    """--min-gene-score P keeps exactly the gene models of the unfiltered run that score at
+    least P (same coordinates, renumbered), drops their segments from the BED, and checks its
+    range with a one-line error."""
+    from genoseg.io.gff3 import read_gene_models
+
+    fa = REPO / "examples/dmel_tiny.fa"
+    runs = {}
+    for p in ("0", "0.9"):
+        out, bed = tmp_path / f"p{p}.gff3", tmp_path / f"p{p}.bed"
+        invoke("annotate", fa, "-o", out, "--bed", bed, "-q", "--min-gene-score", p)
+        check_gff3(out, fasta_lengths(fa))
+        runs[p] = (read_gene_models(out), bed_rows(bed))
+    genes, kept = runs["0"][0], runs["0.9"][0]
+    key = lambda t: (t.seqid, t.strand, t.cds)  # noqa: E731
+    assert all(t.score is not None for t in genes)
+    expected = [key(t) for t in genes if t.score >= 0.9]
+    assert 0 < len(expected) < len(genes), [t.score for t in genes]  # the threshold bites
+    assert [key(t) for t in kept] == expected
+    left_out = [(t.seqid, t.start, t.end) for t in genes if t.score < 0.9]
+    inside = lambda row, g: row[0] == g[0] and g[1] <= row[1] and row[2] <= g[2]  # noqa: E731
+    full_bed, filtered_bed = runs["0"][1], runs["0.9"][1]
+    assert [r for r in full_bed if not any(inside(r, g) for g in left_out)] == filtered_bed
+    assert len(filtered_bed) < len(full_bed)
+    code, stdout, stderr = run_main("annotate", fa, "-o", tmp_path / "bad.gff3",
+                                    "--min-gene-score", "1.5")
+    assert "must lie in [0, 1]" in assert_one_line_error(code, stdout, stderr)
     assert not (tmp_path / "bad.gff3").exists()
 
 
