@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from genoseg.crf import backend as crf
-from genoseg.crf.head import _gold_max_end, _masked, _relax_cut_runs, nll_of_possible
+from genoseg.crf.head import (_gold_max_end, _masked, _relax_cut_runs, marginal_grads,
+                              nll_of_possible)
 from genoseg.crf.threads import map_sequences
 from genoseg.labels import codons
 from genoseg.labels.phase_crf import SITES, PhaseGrammar, cut_run
@@ -338,9 +339,7 @@ class PhaseGeneHead(nn.Module):
             eb = cons.pop("end_bias").detach().clone().requires_grad_(True)
             log_z = crf.semicrf_logz(self.expand(em), lengths=lengths, start_bias=sb,
                                      end_bias=eb, **inputs, max_end=cons["max_end"])
-            weight = torch.isfinite(log_z).to(log_z.dtype)
-            grad_em, grad_sb, grad_eb = torch.autograd.grad(log_z, (em, sb, eb),
-                                                            grad_outputs=weight)
+            grad_em, grad_sb, grad_eb = marginal_grads(log_z, (em, sb, eb))
         label_post = grad_em[..., :N_CLASSES].nan_to_num(0.0)
         boundary_post = run_end_posterior(grad_sb.nan_to_num(0.0), grad_eb.nan_to_num(0.0),
                                           lengths, self.run_ends, self.run_opens)

@@ -521,3 +521,26 @@ def test_decode_and_posteriors_in_one_preparation_matches_the_two_calls(with_con
     assert any(len(p) > 3 for p in paths)
     for a, b in zip(got[2:], post):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_marginal_grads_skip_impossible_sequences_without_importing_sympy():
+    """``marginal_grads`` sums each possible sequence's gradient, gives an impossible one (log Z
+    = -inf) nothing, and stays off torch's sympy import (``autograd.grad`` with grad_outputs
+    pulls it in: about 2 s of every GPU annotate). Run in a fresh interpreter, whose modules
+    are its own."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from genoseg.crf.head import marginal_grads\n"
+        "x = torch.tensor([[0.5, -1.0, 2.0], [1.0, 0.0, 3.0]], dtype=torch.float64,"
+        " requires_grad=True)\n"
+        "log_z = torch.stack([x[0].logsumexp(0), x[1].logsumexp(0) + float('-inf')])\n"
+        "(g,) = marginal_grads(log_z, (x,))\n"
+        "assert torch.allclose(g[0], torch.softmax(x[0].detach(), 0), atol=1e-15), g\n"
+        "assert torch.equal(g[1], torch.zeros(3, dtype=torch.float64)), g\n"
+        "print('sympy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
