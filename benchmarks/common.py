@@ -63,6 +63,31 @@ def config_split(config: str, genome: str, annotation: str, sequences: str = "")
     return cfg, source, labels, train, val
 
 
+def raw_scores(model, genome: str, sequences: str) -> tuple[dict, dict, dict]:
+    """The encoder's raw scores of some sequences of a genome, on the CPU as ``genoseg
+    annotate`` makes them (``group_emissions``, the model's annotate window and batch): (seqid ->
+    (L, n_outputs) scores, seqid -> (L,) uint8 codes, seqid -> length) for the comma-separated
+    ``sequences``. The encoder time goes to stderr."""
+    import sys
+    import time
+
+    from genoseg.annotate.pipeline import group_emissions
+    from genoseg.inputs import InputSource
+    from genoseg.labels import codons
+
+    a = model.config.annotate
+    source = InputSource(genome)
+    seqids = sequences.split(",")
+    lengths = {s: source.lengths[s] for s in seqids}
+    t0 = time.perf_counter()
+    raw = dict(zip(seqids, group_emissions(model, source, list(lengths.items()), "cpu",
+                                           a.window, a.batch_size)))
+    codes = {s: codons.encode(source.genome.fetch(s)) for s in seqids}
+    source.close()
+    print(f"encoder: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return raw, codes, lengths
+
+
 def decode_settings_grid(biases: str, penalties: str) -> list[tuple[float, float]]:
     """Every (intergenic bias, intron penalty) pair of two comma-separated lists."""
     return [(float(b), float(q)) for b in biases.split(",") for q in penalties.split(",")]

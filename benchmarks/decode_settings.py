@@ -26,10 +26,10 @@ import argparse
 import datetime
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import append_rows, commit, decode_settings_grid, decode_with_setting  # noqa: E402
+from common import (append_rows, commit, decode_settings_grid, decode_with_setting,  # noqa: E402
+                    raw_scores)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,9 +39,6 @@ FIELDS = ["date", "commit", "label", "model", "sequences", "bias", "intron_penal
 
 def main(argv=None) -> int:
     from genoseg import evaluate as ev
-    from genoseg.annotate.pipeline import group_emissions
-    from genoseg.inputs import InputSource
-    from genoseg.labels import codons
     from genoseg.models import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,15 +54,7 @@ def main(argv=None) -> int:
     settings = decode_settings_grid(args.biases, args.intron_penalties)
     model, meta = load_model(args.model)
     a = model.config.annotate
-    source = InputSource(args.genome)
-    seqids = args.sequences.split(",")
-    lengths = {s: source.lengths[s] for s in seqids}
-    t0 = time.perf_counter()
-    raw = dict(zip(seqids, group_emissions(model, source, list(lengths.items()), "cpu",
-                                           a.window, a.batch_size)))
-    codes = {s: codons.encode(source.genome.fetch(s)) for s in seqids}
-    source.close()
-    print(f"encoder: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    raw, codes, lengths = raw_scores(model, args.genome, args.sequences)
     rows, f1 = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for bias, penalty in settings:

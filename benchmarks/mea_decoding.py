@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import append_rows, commit  # noqa: E402
+from common import append_rows, commit, raw_scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -101,10 +101,8 @@ def main(argv=None) -> int:
 
     from genoseg import evaluate as ev
     from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
-                                           _write_outputs, biased_emissions, group_emissions)
+                                           _write_outputs, biased_emissions)
     from genoseg.crf import phase_viterbi
-    from genoseg.inputs import InputSource
-    from genoseg.labels import codons
     from genoseg.models import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -121,15 +119,8 @@ def main(argv=None) -> int:
     model, meta = load_model(args.model)
     a = model.config.annotate
     complete = a.gene_model == "complete"
-    source = InputSource(args.genome)
-    seqids = args.sequences.split(",")
-    lengths = {s: source.lengths[s] for s in seqids}
-    t0 = time.perf_counter()
-    raw = dict(zip(seqids, group_emissions(model, source, list(lengths.items()), "cpu",
-                                           a.window, a.batch_size)))
-    codes = {s: codons.encode(source.genome.fetch(s)) for s in seqids}
-    source.close()
-    print(f"encoder: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    raw, codes, lengths = raw_scores(model, args.genome, args.sequences)
+    seqids = list(raw)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for penalty in [float(x) for x in args.intron_penalties.split(",")]:
