@@ -13,7 +13,6 @@ of the predicted label over the feature's bases (exons only, for gene models).
 from __future__ import annotations
 
 import bisect
-
 import logging
 import sys
 import time
