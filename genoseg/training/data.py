@@ -105,8 +105,8 @@ def training_split(names: list[str], lengths: dict[str, int], labels: dict, sequ
                    ) -> tuple[list[Region], list[Region]]:
     """The split ``genoseg train`` makes: the annotated sequences in genome order, restricted to
     ``sequences`` (its --sequences) when given, then ``split_regions``; or, when
-    ``val_sequences`` (its --val-sequences) are given, exactly those sequences validate and the
-    other annotated ones train (``val_fraction`` is not used). Benchmarks that score a run's
+    ``val_sequences`` (its --val-sequences) are given, exactly those of them that are annotated
+    validate and the other annotated ones train (``val_fraction`` is not used). Benchmarks that score a run's
     validation records call this too, so they hold out exactly what the run held out."""
     seqids = [s for s in names if s in labels]
     if sequences:
@@ -115,7 +115,7 @@ def training_split(names: list[str], lengths: dict[str, int], labels: dict, sequ
     if val_sequences:
         held = set(val_sequences)
         return ([Region(s, 0, lengths[s]) for s in seqids if s not in held],
-                [Region(s, 0, lengths[s]) for s in names if s in held])
+                [Region(s, 0, lengths[s]) for s in seqids if s in held])
     return split_regions(lengths, seqids, val_fraction, seed)
 
 
