@@ -105,9 +105,9 @@ def training_split(names: list[str], lengths: dict[str, int], labels: dict, sequ
                    ) -> tuple[list[Region], list[Region]]:
     """The split ``genoseg train`` makes: the annotated sequences in genome order, restricted to
     ``sequences`` (its --sequences) when given, then ``split_regions``; or, when
-    ``val_sequences`` (its --val-sequences) are given, exactly those of them that are annotated
-    validate and the other annotated ones train (``val_fraction`` is not used). Benchmarks that score a run's
-    validation records call this too, so they hold out exactly what the run held out."""
+    ``val_sequences`` (its --val-sequences) are given, the annotated ones of them validate and
+    the other annotated ones train (``val_fraction`` is not used). Benchmarks that score a
+    run's validation records call this too, so they hold out exactly what the run held out."""
     seqids = [s for s in names if s in labels]
     if sequences:
         wanted = set(sequences)
