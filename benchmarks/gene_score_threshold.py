@@ -9,9 +9,10 @@ Choose a threshold on held-out sequences the model did not train on (its validat
 chromosomes), then apply it to the test set:
 
     genoseg annotate ../shared/data/yeast_s288c/genome.fa.gz -m yeast --sequences chrIII,chrX \\
-        -o yeast_val_pred.gff3
+        --min-gene-score 0 -o yeast_val_pred.gff3     # every gene, scored
     python benchmarks/gene_score_threshold.py --reference yeast_val.gff3 \\
-        --prediction yeast_val_pred.gff3 --thresholds 0,0.5,0.6,0.7,0.8,0.9 --label "yeast validation"
+        --prediction yeast_val_pred.gff3 --thresholds 0,0.5,0.6,0.7,0.8,0.9 \\
+        --label "yeast validation"
 """
 
 from __future__ import annotations
