@@ -100,26 +100,55 @@ def decode_with_setting(model, meta: dict, emissions: dict, codes: dict, lengths
     memory-lean phase Viterbi on the CPU, written to ``gff3``; returns the number of genes."""
     import dataclasses
 
-    import numpy as np
-
-    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
-                                           _write_outputs, biased_emissions)
+    from genoseg.annotate.pipeline import biased_emissions
     from genoseg.crf import phase_viterbi
 
     model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
         model.config.annotate, intergenic_bias=bias, intron_penalty=penalty))
-    results = []
+    decoded = {}
     for seqid, em in emissions.items():
         _, segments, run_labels = phase_viterbi.decode(
             model.head, biased_emissions(model, em.clone()), codes[seqid],
             complete_genes=complete_genes)
-        results.append(ContigResult(seqid=seqid, length=lengths[seqid], segments=segments,
-                                    segment_scores=np.full(len(segments), np.nan),
-                                    run_labels=run_labels))
+        decoded[seqid] = (segments, run_labels)
+    return write_decoded(model, meta, decoded, lengths, gff3)
+
+
+def write_decoded(model, meta: dict, decoded: dict, lengths: dict, gff3: Path) -> int:
+    """The gene models of decoded contigs (seqid -> (class rows, run labels), as the phase
+    head's decoders give them), unscored, written to ``gff3`` as ``genoseg annotate`` writes
+    them; returns the number of genes."""
+    import numpy as np
+
+    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
+                                           _write_outputs)
+
+    results = [ContigResult(seqid=seqid, length=lengths[seqid], segments=segments,
+                            segment_scores=np.full(len(segments), np.nan),
+                            run_labels=run_labels)
+               for seqid, (segments, run_labels) in decoded.items()]
     summary = Summary()
     _write_outputs(results, model.config.scheme, meta, AnnotateOutputs(gff3=str(gff3)),
                    lengths, summary)
     return summary.genes
+
+
+def scored_levels(reference, prediction, /, **fields) -> tuple[dict, list[dict]]:
+    """``genoseg evaluate`` of a prediction against a reference: (its levels, one results row
+    per level gene / exon / nucleotide: today's date, the commit, ``fields``, and sensitivity,
+    specificity and F1 to 4 decimals). ``fields`` may name a column "reference" or
+    "prediction" too (the two paths are positional only)."""
+    import datetime
+
+    from genoseg import evaluate as ev
+
+    levels = ev.to_dict(ev.evaluate(reference, prediction))["levels"]
+    rows = [dict(date=datetime.date.today().isoformat(), commit=commit(), **fields, level=level,
+                 sensitivity=f"{levels[level]['sensitivity']:.4f}",
+                 specificity=f"{levels[level]['specificity']:.4f}",
+                 F1=f"{levels[level]['f1']:.4f}")
+            for level in ("gene", "exon", "nucleotide")]
+    return levels, rows
 
 
 def _attributes(text: str) -> dict[str, str]:

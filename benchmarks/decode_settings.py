@@ -23,13 +23,12 @@ benchmarks/intergenic_bias.py.) The encoder runs once per sequence; each setting
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 from pathlib import Path
 
-from common import (append_rows, commit, decode_settings_grid, decode_with_setting,  # noqa: E402
-                    raw_scores)
+from common import (append_rows, decode_settings_grid, decode_with_setting,  # noqa: E402
+                    raw_scores, scored_levels)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,7 +37,6 @@ FIELDS = ["date", "commit", "label", "model", "sequences", "bias", "intron_penal
 
 
 def main(argv=None) -> int:
-    from genoseg import evaluate as ev
     from genoseg.models import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -61,15 +59,11 @@ def main(argv=None) -> int:
             pred = Path(tmp) / f"pred_{bias}_{penalty}.gff3"
             n_genes = decode_with_setting(model, meta, raw, codes, lengths, bias, penalty, pred,
                                           complete_genes=a.gene_model == "complete")
-            levels = ev.to_dict(ev.evaluate(args.reference, pred))["levels"]
-            for level in ("gene", "exon", "nucleotide"):
-                r = levels[level]
-                rows.append(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                                 label=args.label, model=args.model, sequences=args.sequences,
-                                 bias=bias, intron_penalty=penalty, level=level,
-                                 sensitivity=f"{r['sensitivity']:.4f}",
-                                 specificity=f"{r['specificity']:.4f}", F1=f"{r['f1']:.4f}",
-                                 pred_genes=n_genes))
+            levels, new_rows = scored_levels(args.reference, pred, label=args.label,
+                                             model=args.model, sequences=args.sequences,
+                                             bias=bias, intron_penalty=penalty,
+                                             pred_genes=n_genes)
+            rows += new_rows
             f1[(bias, penalty)] = levels["gene"]["f1"]
             print(f"bias {bias} penalty {penalty}: gene F1 {levels['gene']['f1']:.4f}, exon F1 "
                   f"{levels['exon']['f1']:.4f}, {n_genes} genes", flush=True)

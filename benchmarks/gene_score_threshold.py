@@ -18,12 +18,11 @@ chromosomes), then apply it to the test set:
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 from pathlib import Path
 
-from common import append_rows, commit  # noqa: E402
+from common import append_rows, scored_levels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,7 +33,6 @@ FIELDS = ["date", "commit", "label", "prediction", "threshold", "level", "sensit
 def main(argv=None) -> int:
     import math
 
-    from genoseg import evaluate as ev
     from genoseg.annotate.pipeline import Summary, _drop_low_scores
     from genoseg.io.gff3 import read_gene_models, write_gff3
 
@@ -57,15 +55,10 @@ def main(argv=None) -> int:
             kept, _ = _drop_low_scores(genes, th, Summary()) if th > 0 else (genes, {})
             pred = Path(tmp) / f"pred_{th}.gff3"
             write_gff3(str(pred), kept, lengths, source="genoseg")
-            levels = ev.to_dict(ev.evaluate(args.reference, pred))["levels"]
-            for level in ("gene", "exon", "nucleotide"):
-                r = levels[level]
-                rows.append(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                                 label=args.label, prediction=Path(args.prediction).name,
-                                 threshold=th, level=level,
-                                 sensitivity=f"{r['sensitivity']:.4f}",
-                                 specificity=f"{r['specificity']:.4f}", F1=f"{r['f1']:.4f}",
-                                 pred_genes=len(kept)))
+            levels, new_rows = scored_levels(args.reference, pred, label=args.label,
+                                             prediction=Path(args.prediction).name,
+                                             threshold=th, pred_genes=len(kept))
+            rows += new_rows
             f1[th] = levels["gene"]["f1"]
             print(f"threshold {th}: gene F1 {levels['gene']['f1']:.4f} (Sn "
                   f"{levels['gene']['sensitivity']:.4f}, Sp {levels['gene']['specificity']:.4f}), "

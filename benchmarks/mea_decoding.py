@@ -28,14 +28,14 @@ the exact splice sites, starts and stops that exon and gene accuracy count. Rows
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import append_rows, commit, raw_scores  # noqa: E402
+from common import (append_rows, decode_with_setting, raw_scores,  # noqa: E402
+                    scored_levels, write_decoded)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -97,12 +97,7 @@ def mea_decode(model, post, start_m, end_m, args, boundary, codes):
 def main(argv=None) -> int:
     import dataclasses
 
-    import numpy as np
-
-    from genoseg import evaluate as ev
-    from genoseg.annotate.pipeline import (AnnotateOutputs, ContigResult, Summary,
-                                           _write_outputs, biased_emissions)
-    from genoseg.crf import phase_viterbi
+    from genoseg.annotate.pipeline import biased_emissions
     from genoseg.models import load_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -130,37 +125,27 @@ def main(argv=None) -> int:
             cache = {}
             for decoder in args.boundaries.split(","):
                 t1 = time.perf_counter()
-                results = []
-                for s in seqids:
-                    if decoder == "viterbi":
-                        _, segments, run_labels = phase_viterbi.decode(
-                            model.head, ems[s], codes[s], complete_genes=complete)
-                    else:
+                pred = Path(tmp) / f"pred_{penalty}_{decoder}.gff3"
+                if decoder == "viterbi":
+                    n_genes = decode_with_setting(model, meta, raw, codes, lengths, 0.0, penalty,
+                                                  pred, complete_genes=complete)
+                else:
+                    decoded = {}
+                    for s in seqids:
                         if s not in cache:
                             cache[s] = marginals(model, ems[s], codes[s], complete)
-                        segments, run_labels = mea_decode(model, *cache[s], float(decoder),
-                                                          codes[s])
-                    results.append(ContigResult(seqid=s, length=lengths[s], segments=segments,
-                                                segment_scores=np.full(len(segments), np.nan),
-                                                run_labels=run_labels))
-                pred = Path(tmp) / f"pred_{penalty}_{decoder}.gff3"
-                summary = Summary()
-                _write_outputs(results, model.config.scheme, meta, AnnotateOutputs(gff3=str(pred)),
-                               lengths, summary)
-                levels = ev.to_dict(ev.evaluate(args.reference, pred))["levels"]
+                        decoded[s] = mea_decode(model, *cache[s], float(decoder), codes[s])
+                    n_genes = write_decoded(model, meta, decoded, lengths, pred)
                 name = "viterbi" if decoder == "viterbi" else f"mea boundary {decoder}"
-                for level in ("gene", "exon", "nucleotide"):
-                    r = levels[level]
-                    rows.append(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                                     label=args.label, model=args.model,
-                                     sequences=f"{len(seqids)} sequences",
-                                     intron_penalty=penalty, decoder=name, level=level,
-                                     sensitivity=f"{r['sensitivity']:.4f}",
-                                     specificity=f"{r['specificity']:.4f}",
-                                     F1=f"{r['f1']:.4f}", pred_genes=summary.genes))
+                levels, new_rows = scored_levels(args.reference, pred, label=args.label,
+                                                 model=args.model,
+                                                 sequences=f"{len(seqids)} sequences",
+                                                 intron_penalty=penalty, decoder=name,
+                                                 pred_genes=n_genes)
+                rows += new_rows
                 print(f"penalty {penalty} {name}: gene F1 {levels['gene']['f1']:.4f}, exon F1 "
                       f"{levels['exon']['f1']:.4f}, nt F1 {levels['nucleotide']['f1']:.4f}, "
-                      f"{summary.genes} genes ({time.perf_counter() - t1:.0f} s)", flush=True)
+                      f"{n_genes} genes ({time.perf_counter() - t1:.0f} s)", flush=True)
     append_rows(args.tsv, FIELDS, rows)
     return 0
 
