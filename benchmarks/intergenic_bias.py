@@ -84,8 +84,7 @@ def main(argv=None) -> int:
         refs = split_reference(args.reference, tmp, args.seqid, end)
         source = InputSource(str(fasta))
         t0 = time.perf_counter()
-        em = contig_emissions(model, source, args.seqid, end, "cpu", 50_000,
-                              model.receptive_field - 1, 8)
+        em = contig_emissions(model, source, args.seqid, end, "cpu", 50_000, 8)
         source.close()
         print(f"encoder: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         codes = codons.encode(seq)

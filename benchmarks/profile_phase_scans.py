@@ -41,8 +41,8 @@ def batches(model, genome, dev):
     lengths = src.lengths
     for grp in pack_contigs(lengths, PACK_CELLS // head.C_expanded):
         ems = [biased_emissions(model, contig_emissions(
-            model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.overlap,
-            cfg.annotate.batch_size)) for s in grp]
+            model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.batch_size))
+            for s in grp]
         L = torch.tensor([e.shape[0] for e in ems])
         T = int(L.max())
         em = torch.zeros((len(ems), T, ems[0].shape[1]))

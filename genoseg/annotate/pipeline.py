@@ -86,7 +86,7 @@ class Summary:
 
 
 def contig_emissions(model, source: InputSource, seqid: str, length: int, device,
-                     window: int, overlap: int, batch_size: int) -> torch.Tensor:
+                     window: int, batch_size: int) -> torch.Tensor:
     """(length, C) float32 emissions of one contig, stitched from overlapping windows
     (``group_emissions`` of this contig alone)."""
     return group_emissions(model, source, [(seqid, length)], device, window, batch_size)[0]

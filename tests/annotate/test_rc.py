@@ -280,7 +280,7 @@ def test_averaged_scores_are_strand_symmetric(tmp_path):
     cmap = rc_column_map(model)
     torch.testing.assert_close(from_reverse_complement(rev, cmap), fwd, rtol=0, atol=1e-5)
     plain = contig_scores(model, source, "f", L, "cpu")
-    other = contig_emissions(model, source, "r", L, "cpu", 120, 8, 2)
+    other = contig_emissions(model, source, "r", L, "cpu", 120, 2)
     mean = (plain + from_reverse_complement(other, cmap) + torch.tensor(
         [0.01] + [0.0] * 12)) / 2
     torch.testing.assert_close(fwd, mean, rtol=0, atol=1e-5)
