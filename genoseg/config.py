@@ -14,6 +14,7 @@ and the key, e.g. ``cfg.toml: [train] lr: expected a number, got str``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import typing
@@ -23,6 +24,8 @@ from typing import Any, Mapping
 
 from genoseg.errors import ConfigError
 from genoseg.labels.scheme import LabelScheme, load_scheme, scheme_from_dict
+
+log = logging.getLogger(__name__)
 
 DURATION_PRIORS = ("loglinear", "free", "flat")
 ENCODER_KINDS = ("cnn",)
@@ -112,13 +115,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AnnotateConfig:
-    """Streaming annotation: the encoder runs on ``window``-bp windows that overlap by
-    ``overlap`` bp; the central parts are stitched into one score track per contig, so
-    ``overlap`` must cover the encoder's receptive field (``overlap >= receptive_field - 1``).
-    ``overlap = 0`` means exactly that minimum; loading resolves it."""
+    """Streaming annotation: the encoder runs on ``window``-bp windows that overlap by exactly
+    its receptive field - 1; each window's central part is kept and stitched into one score
+    track per contig, identical to running the encoder over the whole contig at once
+    (genoseg.annotate.pipeline.group_emissions). ``window`` must exceed that overlap."""
 
     window: int = 65536
-    overlap: int = 0
     batch_size: int = 4
     # Gene schemes: nats per base added to the intergenic emission when decoding. A prior on how
     # much of a genome lies between genes, which training genes with short flanks cannot teach
@@ -210,16 +212,17 @@ def config_from_dict(table: Mapping[str, Any], *, source: str = "<config>",
         raw = table.get(name, {})
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{source}: [{name}]: expected a table")
+        if name == "annotate" and "overlap" in raw:
+            # Configs and models written before session 10 name it; it no longer does anything.
+            log.warning("%s: [annotate] overlap is ignored: annotation windows overlap by "
+                        "exactly the encoder's receptive field - 1; remove the key", source)
+            raw = {k: v for k, v in raw.items() if k != "overlap"}
         sections[name] = _build_section(cls, raw, source, name)
     cfg = GenosegConfig(scheme=scheme, source=source, **sections)
     # Resolve the "0 = automatic" values, so the saved config is explicit.
     if cfg.crf.max_duration == 0:
         cfg = dataclasses.replace(cfg, crf=dataclasses.replace(cfg.crf,
                                                                max_duration=scheme.max_duration))
-    if cfg.annotate.overlap == 0:
-        overlap = cfg.encoder.receptive_field - 1
-        cfg = dataclasses.replace(cfg, annotate=dataclasses.replace(cfg.annotate,
-                                                                    overlap=overlap))
     _validate(cfg, source)
     return cfg
 
@@ -354,8 +357,6 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device",
          "must be 'auto', 'cpu' or 'cuda[:N]'"),
         (a.window >= 1, "annotate.window", "must be >= 1"),
-        (0 <= a.overlap < a.window, "annotate.overlap",
-         f"must be below window = {a.window} (raise the window)"),
         (a.batch_size >= 1, "annotate.batch_size", "must be >= 1"),
         (a.intergenic_bias == 0.0 or cfg.scheme.kind == "gene", "annotate.intergenic_bias",
          "applies to gene schemes only"),
@@ -377,6 +378,6 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
             value = getattr(getattr(cfg, section), key)
             raise ConfigError(f"{source}: [{section}] {key}: {message}, got {value!r}")
     rf = e.receptive_field
-    if a.overlap < rf - 1:
-        raise ConfigError(f"{source}: [annotate] overlap: must be >= receptive_field - 1 = "
-                          f"{rf - 1} so stitched windows have no seams, got {a.overlap}")
+    if a.window < rf:
+        raise ConfigError(f"{source}: [annotate] window: must be >= the encoder's receptive "
+                          f"field ({rf} bp; windows overlap by {rf - 1} bp), got {a.window}")

@@ -43,7 +43,7 @@ def assert_one_line(exc: ConfigError, *parts: str) -> None:
 def test_shipped_model_configs_load(name):
     cfg = load_config(MODELS / name)
     assert cfg.K >= max(cfg.scheme.min_length)
-    assert cfg.annotate.overlap >= cfg.encoder.receptive_field - 1
+    assert cfg.annotate.window >= cfg.encoder.receptive_field
     assert cfg.crf.max_duration == cfg.K  # resolved, never 0
 
 
@@ -53,7 +53,6 @@ def test_defaults_and_resolution(tmp_path):
     assert cfg.encoder.resolved_dilations() == (1, 2, 4, 8, 16, 32, 64, 128)
     assert cfg.encoder.receptive_field == 1 + 8 * (1 + 255)
     assert cfg.crf.max_duration == cfg.scheme.max_duration == 512
-    assert cfg.annotate.overlap == cfg.encoder.receptive_field - 1
     assert cfg.train.window == 4096 and cfg.train.device == "auto"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.steps = 3  # type: ignore[misc]
@@ -106,8 +105,7 @@ min_length = 3
         ("[crf]\nmax_duration = 10\n", ["[crf] max_duration", "min_length"]),
         ("[train]\nval_fraction = 1.0\n", ["[train] val_fraction"]),
         ('[train]\ndevice = "tpu"\n', ["[train] device"]),
-        ("[annotate]\noverlap = 100\n", ["[annotate] overlap", "receptive_field"]),
-        ("[annotate]\nwindow = 1000\n", ["[annotate] overlap", "window"]),
+        ("[annotate]\nwindow = 1000\n", ["[annotate] window", "receptive field (2049 bp"]),
         ('[annotate]\ngene_model = "whole"\n', ["[annotate] gene_model", "complete, partial"]),
         ("[train]\nema_decay = 1.0\n", ["[train] ema_decay", "[0, 1)"]),
         ("train = 3\n", ["[train]", "expected a table"]),
@@ -190,3 +188,13 @@ def test_duration_prior_names_match_head():
     from genoseg.crf.head import DURATION_PRIORS as HEAD_PRIORS
 
     assert HEAD_PRIORS == DURATION_PRIORS
+
+
+def test_old_overlap_key_is_ignored_with_a_warning(tmp_path, caplog):
+    """Configs and models written before the windows' overlap was fixed at the receptive field
+    still load; the key changes nothing and the warning says so."""
+    with caplog.at_level("WARNING"):
+        cfg = load_config(write(tmp_path, scheme_line() + "[annotate]\noverlap = 100\n"))
+    assert cfg == load_config(write(tmp_path, scheme_line()))
+    assert "[annotate] overlap is ignored" in caplog.text
+    assert "overlap" not in cfg.to_dict()["annotate"]
