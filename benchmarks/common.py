@@ -108,7 +108,7 @@ def decode_with_setting(model, meta: dict, emissions: dict, codes: dict, lengths
     decoded = {}
     for seqid, em in emissions.items():
         _, segments, run_labels = phase_viterbi.decode(
-            model.head, biased_emissions(model, em.clone()), codes[seqid],
+            model.head, biased_emissions(model, em.clone(), codes[seqid]), codes[seqid],
             complete_genes=complete_genes)
         decoded[seqid] = (segments, run_labels)
     return write_decoded(model, meta, decoded, lengths, gff3)

@@ -146,6 +146,11 @@ class AnnotateConfig:
     # such genes are mostly wrong (configs/recipes/yeast.md). Needs posteriors: a contig
     # decoded without them (the memory-lean Viterbi on a CPU) keeps its genes unscored.
     min_gene_score: float = 0.0
+    # Gene grammars: nats added to the start-codon score of every ATG that opens the longest
+    # open reading frame it lies in (no in-frame ATG upstream before an in-frame stop;
+    # genoseg.labels.codons.first_orf_starts). A prior for genomes annotated that way: 97 % of
+    # the single-exon S288C genes start there (configs/recipes/yeast.md). 0: off.
+    orf_start_bonus: float = 0.0
 
 
 GENE_MODELS = ("complete", "partial")
@@ -369,6 +374,10 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
         (a.min_gene_score == 0.0 or cfg.scheme.kind == "gene", "annotate.min_gene_score",
          "applies to gene schemes only"),
         (0.0 <= a.min_gene_score <= 1.0, "annotate.min_gene_score", "must lie in [0, 1]"),
+        (a.orf_start_bonus == 0.0 or c.grammar == "phase", "annotate.orf_start_bonus",
+         "applies to the phase grammar only (crf grammar = \"phase\")"),
+        (abs(a.orf_start_bonus) <= 20.0, "annotate.orf_start_bonus",
+         "must lie in [-20, 20] nats"),
         (a.gene_model in GENE_MODELS, "annotate.gene_model",
          f"must be one of {', '.join(GENE_MODELS)}"),
     ]

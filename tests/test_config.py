@@ -108,6 +108,9 @@ min_length = 3
         ("[annotate]\nwindow = 1000\n", ["[annotate] window", "receptive field (2049 bp"]),
         ('[annotate]\ngene_model = "whole"\n', ["[annotate] gene_model", "complete, partial"]),
         ("[train]\nema_decay = 1.0\n", ["[train] ema_decay", "[0, 1)"]),
+        ("[annotate]\norf_start_bonus = 2.0\n", ["[annotate] orf_start_bonus", "phase"]),
+        ('[crf]\ngrammar = "phase"\n[annotate]\norf_start_bonus = 30.0\n',
+         ["[annotate] orf_start_bonus", "[-20, 20]"]),
         ("train = 3\n", ["[train]", "expected a table"]),
     ],
 )

@@ -163,7 +163,8 @@ def group_scores(model, source: InputSource, contigs: list[tuple[str, int]], dev
     contig: the stitched encoder output (``group_emissions``, windows per ``[annotate]``),
     averaged with the output on the reverse-complemented contig mapped back to this strand when
     ``rc_source`` (a ``genoseg.annotate.rc.ReverseComplementSource`` of ``source``) is given,
-    plus the intergenic bias and minus the intron penalty (``biased_emissions``)."""
+    plus the intergenic bias and minus the intron penalty, and the ORF start bonus
+    (``biased_emissions``)."""
     a = model.config.annotate
     ems = group_emissions(model, source, contigs, device, a.window, a.batch_size)
     if rc_source is not None:
@@ -174,13 +175,21 @@ def group_scores(model, source: InputSource, contigs: list[tuple[str, int]], dev
         for em, em_rc in zip(ems, ems_rc):
             em.add_(from_reverse_complement(em_rc, column_map)).mul_(0.5)
         del ems_rc
+    if a.orf_start_bonus:
+        from genoseg.labels import codons
+
+        return [biased_emissions(model, em, codons.encode(source.genome.fetch(seqid)))
+                for em, (seqid, _) in zip(ems, contigs)]
     return [biased_emissions(model, em) for em in ems]
 
 
-def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
-    """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column and
-    ``[annotate] intron_penalty`` subtracted from the intron columns (gene schemes); unchanged
-    when both are 0."""
+def biased_emissions(model, emissions: torch.Tensor, codes: np.ndarray | None = None
+                     ) -> torch.Tensor:
+    """Emissions with ``[annotate] intergenic_bias`` added to the intergenic class column,
+    ``[annotate] intron_penalty`` subtracted from the intron columns (gene schemes) and
+    ``[annotate] orf_start_bonus`` added to the start-codon site columns where an ATG opens the
+    longest reading frame it lies in (the phase grammar; needs the contig's ``codes``,
+    ``genoseg.labels.codons.encode``); unchanged when all are 0."""
     a = model.config.annotate
     labels = model.config.scheme.labels
     if a.intergenic_bias:
@@ -188,6 +197,17 @@ def biased_emissions(model, emissions: torch.Tensor) -> torch.Tensor:
     if a.intron_penalty:
         for name in ("intron+", "intron-"):
             emissions[:, labels.index(name)] -= a.intron_penalty
+    if a.orf_start_bonus:
+        from genoseg.crf.phase_head import N_CLASSES
+        from genoseg.labels import codons
+        from genoseg.labels.phase_crf import SITES
+
+        if codes is None or len(codes) != emissions.shape[0]:
+            raise ValueError("orf_start_bonus needs the contig's sequence codes")
+        first = codons.first_orf_starts(codes)
+        for strand in ("+", "-"):
+            mask = torch.from_numpy(first["plus" if strand == "+" else "minus"])
+            emissions[mask, N_CLASSES + SITES.index(f"start{strand}")] += a.orf_start_bonus
     return emissions
 
 

@@ -45,6 +45,10 @@ import click
               help="Gene models: leave out genes whose score (mean posterior of their exons' "
                    "labels, the GFF3 score column) is below P, in [0, 1] (overrides the "
                    "model's [annotate] min_gene_score; 0 keeps every decoded gene).")
+@click.option("--orf-start-bonus", type=float, default=None, metavar="NATS",
+              help="Gene models: nats added to the score of a start codon that opens the "
+                   "longest open reading frame it lies in (overrides the model's [annotate] "
+                   "orf_start_bonus; 0: off).")
 @click.option("--gene-model", type=click.Choice(["complete", "partial"]), default=None,
               help="Gene models: complete (every contig starts and ends between genes) or "
                    "partial (a contig end may cut a gene, as in a draft assembly; a cut gene "
@@ -57,8 +61,8 @@ import click
                    "BAM coverage). Default: the model's [annotate] rc_average, off unless set.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_mapq, sequences,
-             device, backend, intergenic_bias, intron_penalty, min_gene_score, gene_model,
-             rc_average, quiet):
+             device, backend, intergenic_bias, intron_penalty, min_gene_score, orf_start_bonus,
+             gene_model, rc_average, quiet):
     """Annotate GENOME (FASTA): each contig is decoded whole by the semi-CRF."""
     import sys
     import tempfile
@@ -82,6 +86,7 @@ def annotate(genome, model, gff3, bed, posteriors, bedgraph, tracks, bams, min_m
     overrides = (("--intergenic-bias", "intergenic_bias", intergenic_bias),
                  ("--intron-penalty", "intron_penalty", intron_penalty),
                  ("--min-gene-score", "min_gene_score", min_gene_score),
+                 ("--orf-start-bonus", "orf_start_bonus", orf_start_bonus),
                  ("--gene-model", "gene_model", gene_model),
                  ("--rc-average", "rc_average", rc_average))
     if any(value is not None for _, _, value in overrides):

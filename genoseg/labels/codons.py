@@ -105,6 +105,41 @@ def next_in_class(hits: np.ndarray) -> np.ndarray:
     return out
 
 
+def first_in_orf(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """(T,) bool: the ``starts`` (codon starts, a (T,) mask) with no start in the same frame
+    earlier since the last in-frame ``stops`` codon (or the sequence's beginning), reading left
+    to right."""
+    T = len(starts)
+    out = np.zeros(T, dtype=bool)
+    for r in range(3):
+        idx = np.arange(r, T, 3)
+        if len(idx) == 0:
+            continue
+        a, stop = starts[idx], stops[idx]
+        before = np.cumsum(a) - a  # starts strictly before each codon
+        reset = stop.copy()
+        reset[0] = True
+        last_reset = np.maximum.accumulate(np.where(reset, np.arange(len(idx)), 0))
+        out[idx] = a & (before == before[last_reset])
+    return out
+
+
+def first_orf_starts(codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Start codons that open the longest reading frame they are in: no in-frame ATG upstream
+    before an in-frame stop (or the sequence's end). ``plus`` is indexed like
+    ``site_masks``' ``start_codon_plus`` (ATG at s), ``minus`` like ``start_codon_minus``
+    (CAT at u-2..u, indexed by u); each is a subset of that mask. Annotations of compact genomes
+    mostly start there (5,522 of the 5,666 single-exon S288C genes)."""
+    T = len(codes)
+    plus = first_in_orf(_matches(codes, ("ATG",)), _matches(codes, STOPS))
+    # On - "upstream" is to the right: the same scan on the reversed codon-start masks.
+    minus_at_codon = first_in_orf(_matches(codes, ("CAT",))[::-1],
+                                  _matches(codes, STOPS_MINUS)[::-1])[::-1]
+    minus = np.zeros(T, dtype=bool)
+    minus[2:] = minus_at_codon[:T - 2] if T >= 2 else minus[2:]
+    return {"plus": plus, "minus": minus}
+
+
 def lead(phase: int) -> int:
     """Bases before an exon's first complete codon, for entry phase ``phase`` (GFF3 phase)."""
     return (3 - phase) % 3

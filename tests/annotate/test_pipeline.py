@@ -76,6 +76,30 @@ def test_group_scores_apply_the_bias_and_the_intron_penalty(genome):
     assert torch.equal(biased_emissions(_model(), em.clone()), em)
 
 
+def test_group_scores_add_the_orf_start_bonus_at_first_orf_starts_only(genome):
+    """The ORF start bonus goes to the start+ site column at the ATGs that open their longest
+    ORF and to the start- column at their reverse-strand twins; nothing else changes. Without
+    the sequence there is no bonus to place: an error, not silence."""
+    from genoseg.crf.phase_head import N_CLASSES
+    from genoseg.labels import codons
+    from genoseg.labels.phase_crf import SITES
+
+    source, lengths = genome
+    contigs = [(seqid, lengths[seqid]) for seqid in ("a", "c", "e")]  # the longest three
+    plain = group_scores(_model(), source, contigs, "cpu")
+    model = _model(**{"annotate.orf_start_bonus": 1.5})
+    boosted = group_scores(model, source, contigs, "cpu")
+    for (seqid, _), p, b in zip(contigs, plain, boosted):
+        first = codons.first_orf_starts(codons.encode(source.genome.fetch(seqid)))
+        assert first["plus"].any() and first["minus"].any()
+        delta = torch.zeros_like(p)
+        delta[torch.from_numpy(first["plus"]), N_CLASSES + SITES.index("start+")] = 1.5
+        delta[torch.from_numpy(first["minus"]), N_CLASSES + SITES.index("start-")] = 1.5
+        torch.testing.assert_close(b - p, delta, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="sequence"):
+        biased_emissions(model, torch.zeros(5, model.n_outputs))
+
+
 def test_drop_low_scores_keeps_unscored_genes_and_counts_both():
     """A gene scoring at least the threshold stays, one below goes (its extent listed per
     seqid, sorted); an unscored gene (None or NaN: decoded without posteriors) stays and is

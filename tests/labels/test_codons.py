@@ -8,6 +8,7 @@ import pytest
 from genoseg.labels.codons import (
     encode,
     exon_max_end,
+    first_orf_starts,
     lead,
     next_in_class,
     site_masks,
@@ -99,3 +100,49 @@ def test_next_in_class():
 def test_bad_strand():
     with pytest.raises(ValueError, match="strand"):
         exon_max_end(encode("ACGT"), "x", 0, 0, False)
+
+
+def first_orf_starts_brute(seq: str) -> tuple[np.ndarray, np.ndarray]:
+    """Walk upstream from every start codon, codon by codon, on its own strand."""
+    T = len(seq)
+    plus, minus = np.zeros(T, dtype=bool), np.zeros(T, dtype=bool)
+    for s in range(T - 2):
+        if seq[s:s + 3] == "ATG":  # + strand: upstream is to the left
+            i = s - 3
+            while i >= 0 and seq[i:i + 3] not in STOPS and seq[i:i + 3] != "ATG":
+                i -= 3
+            plus[s] = i < 0 or seq[i:i + 3] in STOPS
+        if seq[s:s + 3] == "CAT":  # - strand ATG, indexed by its last base on +
+            i = s + 3
+            while i + 3 <= T and revcomp(seq[i:i + 3]) not in STOPS | {"ATG"}:
+                i += 3
+            minus[s + 2] = i + 3 > T or revcomp(seq[i:i + 3]) in STOPS
+    return plus, minus
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_first_orf_starts_against_walking_upstream(seed):
+    """The ATGs that open their reading frame's longest ORF, on both strands, equal a codon by
+    codon walk upstream to the previous in-frame stop; each mask is a subset of the start-codon
+    site mask it refines."""
+    rng = np.random.default_rng(seed)
+    for T in (0, 1, 2, 3, 5, 40, 301):
+        seq = "".join(rng.choice(list("ACGTN"), size=T, p=[0.3, 0.2, 0.2, 0.28, 0.02]))
+        got = first_orf_starts(encode(seq))
+        plus, minus = first_orf_starts_brute(seq)
+        np.testing.assert_array_equal(got["plus"], plus)
+        np.testing.assert_array_equal(got["minus"], minus)
+        sites = site_masks(encode(seq))
+        assert not (got["plus"] & ~sites["start_codon_plus"]).any()
+        assert not (got["minus"] & ~sites["start_codon_minus"]).any()
+
+
+def test_first_orf_starts_example():
+    """ATG ... ATG in one frame: only the first opens the ORF; after an in-frame stop the next
+    ATG opens a new one; an ATG in another frame has its own. The CAT at 15-17 (an ATG on -)
+    has nothing upstream (to its right) but a partial codon."""
+    seq = "ATGAAAATGTAAATGCATGC"
+    #      0  3  6  9  12 15
+    got = first_orf_starts(encode(seq))
+    assert np.flatnonzero(got["plus"]).tolist() == [0, 12, 16]
+    assert np.flatnonzero(got["minus"]).tolist() == [17]
