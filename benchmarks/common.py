@@ -94,17 +94,22 @@ def decode_settings_grid(biases: str, penalties: str) -> list[tuple[float, float
 
 
 def decode_with_setting(model, meta: dict, emissions: dict, codes: dict, lengths: dict,
-                        bias: float, penalty: float, gff3: Path, complete_genes: bool) -> int:
+                        bias: float, penalty: float, gff3: Path, complete_genes: bool,
+                        orf_start_bonus: float | None = None) -> int:
     """Gene models of raw encoder ``emissions`` (seqid -> (L, n_outputs)) decoded with this
-    ``[annotate] intergenic_bias`` and ``intron_penalty`` (they replace the model's own), by the
-    memory-lean phase Viterbi on the CPU, written to ``gff3``; returns the number of genes."""
+    ``[annotate] intergenic_bias`` and ``intron_penalty`` (and ``orf_start_bonus`` unless None;
+    they replace the model's own), by the memory-lean phase Viterbi on the CPU, written to
+    ``gff3``; returns the number of genes."""
     import dataclasses
 
     from genoseg.annotate.pipeline import biased_emissions
     from genoseg.crf import phase_viterbi
 
+    changes = dict(intergenic_bias=bias, intron_penalty=penalty)
+    if orf_start_bonus is not None:
+        changes["orf_start_bonus"] = orf_start_bonus
     model.config = dataclasses.replace(model.config, annotate=dataclasses.replace(
-        model.config.annotate, intergenic_bias=bias, intron_penalty=penalty))
+        model.config.annotate, **changes))
     decoded = {}
     for seqid, em in emissions.items():
         _, segments, run_labels = phase_viterbi.decode(
