@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIELDS = ["date", "commit", "model", "genome", "region", "bias", "intron_penalty", "pred_genes",
           "genes_per_mb", "genic_fraction", "median_exons_per_gene", "train_genes", "train_gene_sn",
-          "train_exon_sn", "test_genes", "test_gene_sn", "test_exon_sn"]
+          "train_exon_sn", "test_genes", "test_gene_sn", "test_exon_sn", "orf_start_bonus"]
 
 
 def main(argv=None) -> int:
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             # Free sequence ends: the stretch ends inside the chromosome, maybe inside a gene.
             decode_with_setting(model, meta, {args.seqid: em}, {args.seqid: codes},
                                 {args.seqid: end}, bias, penalty, pred_path,
-                                complete_genes=False)
+                                complete_genes=False, orf_start_bonus=args.orf_start_bonus)
             pred = [t for t in read_gene_models(pred_path) if t.start >= args.start]
             spans = np.array([t.end - t.start for t in pred]) if pred else np.zeros(1)
             row = dict(date=datetime.date.today().isoformat(), commit=commit(),
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                        intron_penalty=penalty,
                        pred_genes=len(pred), genes_per_mb=f"{len(pred) / scored_mb:.1f}",
                        genic_fraction=f"{spans.sum() / (end - args.start):.3f}",
-                       median_exons_per_gene=f"{np.median([len(t.cds) for t in pred]) if pred else 0:.0f}")
+                       median_exons_per_gene=f"{np.median([len(t.cds) for t in pred]) if pred else 0:.0f}",
+                       orf_start_bonus=model.config.annotate.orf_start_bonus)
             for split in ("train", "test"):
                 levels = ev.to_dict(ev.evaluate(refs[split], pred_path))["levels"]
                 row[f"{split}_genes"] = levels["gene"]["reference"]
