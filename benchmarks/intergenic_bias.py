@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     p.add_argument("--biases", default="0,0.004,0.006,0.008,0.01,0.012,0.02",
                    help="intergenic biases (nats per base)")
     p.add_argument("--intron-penalties", default="0", help="intron penalties (nats per base)")
+    p.add_argument("--orf-start-bonus", type=float, default=None,
+                   help="the [annotate] orf_start_bonus of every decode (default: the model's)")
     p.add_argument("--max-genes-per-mb", type=float, default=None,
                    help="also report the best setting among those predicting at most this many "
                         "genes per Mb in the scored stretch (fly: about 116 protein-coding genes "
