@@ -17,9 +17,20 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def map_sequences(fn, n: int) -> list:
-    """[fn(0), ..., fn(n - 1)] in order, on up to one thread per available core."""
+def thread_count(n: int, sizes=None, min_size: int = 0) -> int:
+    """Threads for n items: at most one per available core, and with ``sizes`` (the items'
+    work, e.g. sequence lengths) at most one per ``min_size`` of their total."""
     workers = min(n, available_cores())
+    if sizes is not None and min_size > 0:
+        workers = min(workers, max(1, int(sum(sizes)) // min_size))
+    return max(1, workers)
+
+
+def map_sequences(fn, n: int, sizes=None, min_size: int = 0) -> list:
+    """[fn(0), ..., fn(n - 1)] in order, on up to one thread per available core
+    (``thread_count``). Work made of many small numpy calls holds the GIL most of the time:
+    more threads than its size warrants only fight over it (``min_size``)."""
+    workers = thread_count(n, sizes, min_size)
     if workers <= 1:
         return [fn(i) for i in range(n)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
