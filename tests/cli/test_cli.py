@@ -515,6 +515,41 @@ def test_min_gene_score_leaves_out_low_scoring_genes(tmp_path):
     assert not (tmp_path / "bad.gff3").exists()
 
 
+def test_orf_start_bonus_moves_starts_to_orf_openers_and_checks_its_range(tmp_path):
+    """--orf-start-bonus adds nats to the start codons that open their longest ORF: with a
+    bonus more predicted genes start at one than with a malus, and every gene model stays
+    valid; an out-of-range value is a one-line error that writes nothing."""
+    import pysam
+
+    from genoseg.io.gff3 import read_gene_models
+    from genoseg.labels import codons
+
+    fa = REPO / "examples/dmel_tiny.fa"
+    first = {r.name: codons.first_orf_starts(codons.encode(r.sequence))
+             for r in pysam.FastxFile(str(fa))}
+
+    def at_orf_openers(path):
+        n = 0
+        for t in read_gene_models(path):
+            if t.strand == "+":
+                n += bool(first[t.seqid]["plus"][t.cds[0][0]])
+            else:
+                n += bool(first[t.seqid]["minus"][t.cds[-1][1] - 1])
+        return n
+
+    counts = {}
+    for bonus in ("-5", "0", "5"):
+        out = tmp_path / f"b{bonus}.gff3"
+        invoke("annotate", fa, "-o", out, "-q", "--orf-start-bonus", bonus)
+        check_gff3(out, fasta_lengths(fa))
+        counts[bonus] = at_orf_openers(out)
+    assert counts["-5"] <= counts["0"] <= counts["5"] and counts["-5"] < counts["5"], counts
+    code, stdout, stderr = run_main("annotate", fa, "-o", tmp_path / "bad.gff3",
+                                    "--orf-start-bonus", "50")
+    assert "[-20, 20]" in assert_one_line_error(code, stdout, stderr)
+    assert not (tmp_path / "bad.gff3").exists()
+
+
 def test_rc_average_flag_and_config_key(mini, tmp_path):
     """--rc-average changes the scores decoded (the GFF3 differs from the plain run), is the
     same as ``[annotate] rc_average = true`` in the model's config, and --no-rc-average turns
