@@ -205,9 +205,9 @@ def biased_emissions(model, emissions: torch.Tensor, codes: np.ndarray | None = 
         if codes is None or len(codes) != emissions.shape[0]:
             raise ValueError("orf_start_bonus needs the contig's sequence codes")
         first = codons.first_orf_starts(codes)
-        for strand in ("+", "-"):
-            mask = torch.from_numpy(first["plus" if strand == "+" else "minus"])
-            emissions[mask, N_CLASSES + SITES.index(f"start{strand}")] += a.orf_start_bonus
+        for strand, site in (("plus", "start+"), ("minus", "start-")):
+            mask = torch.from_numpy(first[strand])
+            emissions[mask, N_CLASSES + SITES.index(site)] += a.orf_start_bonus
     return emissions
 
 

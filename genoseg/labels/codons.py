@@ -126,7 +126,7 @@ def first_in_orf(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
 
 def first_orf_starts(codes: np.ndarray) -> dict[str, np.ndarray]:
     """Start codons that open the longest reading frame they are in: no in-frame ATG upstream
-    before an in-frame stop (or the sequence's end). ``plus`` is indexed like
+    before an in-frame stop (or the sequence's edge). ``plus`` is indexed like
     ``site_masks``' ``start_codon_plus`` (ATG at s), ``minus`` like ``start_codon_minus``
     (CAT at u-2..u, indexed by u); each is a subset of that mask. Annotations of compact genomes
     mostly start there (5,522 of the 5,666 single-exon S288C genes)."""
@@ -136,7 +136,7 @@ def first_orf_starts(codes: np.ndarray) -> dict[str, np.ndarray]:
     minus_at_codon = first_in_orf(_matches(codes, ("CAT",))[::-1],
                                   _matches(codes, STOPS_MINUS)[::-1])[::-1]
     minus = np.zeros(T, dtype=bool)
-    minus[2:] = minus_at_codon[:T - 2] if T >= 2 else minus[2:]
+    minus[2:] = minus_at_codon[:max(T - 2, 0)]  # a codon starting at p has its last base at p+2
     return {"plus": plus, "minus": minus}
 
 
