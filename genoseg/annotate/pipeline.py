@@ -151,20 +151,22 @@ def group_emissions(model, source: InputSource, contigs: list[tuple[str, int]], 
 
 
 def contig_scores(model, source: InputSource, seqid: str, length: int, device,
-                  rc_source=None) -> torch.Tensor:
+                  rc_source=None, codes: np.ndarray | None = None) -> torch.Tensor:
     """(length, n_outputs) float32 scores that annotate decodes for one contig
-    (``group_scores`` of this contig alone)."""
-    return group_scores(model, source, [(seqid, length)], device, rc_source)[0]
+    (``group_scores`` of this contig alone; ``codes``: its encoded sequence, if at hand)."""
+    return group_scores(model, source, [(seqid, length)], device, rc_source,
+                        None if codes is None else [codes])[0]
 
 
 def group_scores(model, source: InputSource, contigs: list[tuple[str, int]], device,
-                 rc_source=None) -> list[torch.Tensor]:
+                 rc_source=None, codes: list[np.ndarray] | None = None) -> list[torch.Tensor]:
     """[(length, n_outputs) float32 scores] that annotate decodes for each (seqid, length)
     contig: the stitched encoder output (``group_emissions``, windows per ``[annotate]``),
     averaged with the output on the reverse-complemented contig mapped back to this strand when
     ``rc_source`` (a ``genoseg.annotate.rc.ReverseComplementSource`` of ``source``) is given,
     plus the intergenic bias and minus the intron penalty, and the ORF start bonus
-    (``biased_emissions``)."""
+    (``biased_emissions``; the ORF start bonus reads the contigs' encoded sequences, ``codes``,
+    fetched here unless given)."""
     a = model.config.annotate
     ems = group_emissions(model, source, contigs, device, a.window, a.batch_size)
     if rc_source is not None:
@@ -176,10 +178,11 @@ def group_scores(model, source: InputSource, contigs: list[tuple[str, int]], dev
             em.add_(from_reverse_complement(em_rc, column_map)).mul_(0.5)
         del ems_rc
     if a.orf_start_bonus:
-        from genoseg.labels import codons
+        if codes is None:
+            from genoseg.labels import codons
 
-        return [biased_emissions(model, em, codons.encode(source.genome.fetch(seqid)))
-                for em, (seqid, _) in zip(ems, contigs)]
+            codes = [codons.encode(source.genome.fetch(seqid)) for seqid, _ in contigs]
+        return [biased_emissions(model, em, c) for em, c in zip(ems, codes)]
     return [biased_emissions(model, em) for em in ems]
 
 
@@ -423,8 +426,8 @@ def _lean_contig(model, source, seqid: str, length: int, device, cfg,
     from genoseg.crf import phase_viterbi
     from genoseg.labels import codons
 
-    em = contig_scores(model, source, seqid, length, device, rc_source)
     codes = codons.encode(source.genome.fetch(seqid))
+    em = contig_scores(model, source, seqid, length, device, rc_source, codes)
     score, segments, run_labels = phase_viterbi.decode(
         model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete")
     del em
