@@ -33,8 +33,14 @@ FIELDS = ["date", "commit", "machine", "cores_allowed", "tool", "command", "bp",
           "peak_rss_mb", "genes"]
 
 
-def machine() -> str:
-    return f"{cpu_name()}, {os.cpu_count()} cores"
+def machine(genoseg_args: str) -> str:
+    """The CPU and its core count, and the GPU when genoseg ran on one (``--device cuda``)."""
+    name = f"{cpu_name()}, {os.cpu_count()} cores"
+    if "cuda" in genoseg_args:
+        import torch
+
+        name += f", {torch.cuda.get_device_name(0)}"
+    return name
 
 
 def timed(cmd: list[str], stdout=None) -> tuple[float, float, float]:
@@ -95,7 +101,8 @@ def main(argv=None) -> int:
             w.writeheader()
         for r in rows:
             w.writerow(dict(date=datetime.date.today().isoformat(), commit=commit(),
-                            machine=machine(), cores_allowed=len(os.sched_getaffinity(0)),
+                            machine=machine(args.genoseg_args),
+                            cores_allowed=len(os.sched_getaffinity(0)),
                             bp=bp, **r))
             print(f"{r['tool']}: {r['wall_s']} s wall, {r['cpu_s']} s CPU, {r['genes']} genes")
     return 0
