@@ -57,7 +57,9 @@ class Prepared:
     mu: torch.Tensor  # (B, C) float32 per-label mean: kernels use em - mu, durations + mu * d
     sb: torch.Tensor | None
     eb: torch.Tensor | None
-    me: torch.Tensor | None  # (B, T, C) int32 max_end per start (user limit and -inf emissions)
+    # (B, T, C) int32 max_end per start (user limit and -inf emissions); (B, C, T) label-major
+    # under a sparse plan, whose kernels read it one label's run of starts at a time.
+    me: torch.Tensor | None
     ms: torch.Tensor | None  # (B, T, C) int32 min_start per last base
     trans: torch.Tensor  # (C, C) float32
     dur: torch.Tensor  # (K, C) float32
@@ -169,6 +171,8 @@ def prepare(emissions, transitions, durations, lengths=None, init=None, final=No
     if p.plan is not None:
         p.cells = sparse.cell_scores(p.plan, dur, p.mu)
         p.tpred, p.tsucc = sparse.trans_lists(p.plan, trans)
+        if p.me is not None:
+            p.me = p.me.transpose(1, 2).contiguous()
     return p
 
 
@@ -235,21 +239,43 @@ def choose_chunk(B: int, T: int, K: int, device: torch.device) -> int:
     return -(-chunk // BLOCK) * BLOCK
 
 
-def _flat_guess(B: int, NC: int, K: int, CB: int, C: int, chunk: int, dev) -> torch.Tensor:
+def ring_view(st: torch.Tensor, K: int, label_major: bool) -> torch.Tensor:
+    """The ring part of chunk states (B, NC, K + 2, CB) as (B, NC, K + 1, CB) [slot, label],
+    whatever its memory layout: slot-major (the dense kernels) or label-major (the sparse ones,
+    ``sparse.py``, "Layout"). Row K + 1 of a state, the end row, is always label-contiguous."""
+    B, NC, _, CB = st.shape
+    ring = st[:, :, :K + 1]
+    if label_major:
+        ring = ring.view(B, NC, CB, K + 1).transpose(2, 3)
+    return ring
+
+
+def _flat_guess(B: int, NC: int, K: int, CB: int, C: int, chunk: int, dev,
+                label_major: bool = False) -> torch.Tensor:
     """Start states: exact for chunk 0 (nothing open, no alpha), flat (all zero) elsewhere, with
     the two stale ring slots and any slot of a position before 0 at -inf."""
     R1 = K + 1
     st = torch.zeros((B, NC, K + 2, CB), dtype=torch.float32, device=dev)
-    st[..., C:] = NEG_INF
+    ring = ring_view(st, K, label_major)
+    ring[..., C:] = NEG_INF
+    st[:, :, R1, C:] = NEG_INF
     c = torch.arange(NC, device=dev) * chunk  # chunk starts
     slots = torch.arange(R1, device=dev)
     # Position held by each slot at chunk start c: the one in [c - K - 1, c - 1] congruent to it.
     pos = c[:, None] - 1 - ((c[:, None] - 1 - slots[None, :]) % R1)
     dm = c[:, None] - pos  # 1 .. K + 1
     dead = (dm > K - 1) | (pos < 0)  # live: positions (c - K, c - 1]
-    st[:, :, :R1][dead[None].expand(B, NC, R1)] = NEG_INF
+    ring[dead[None].expand(B, NC, R1)] = NEG_INF
     st[:, 0] = NEG_INF
     return st
+
+
+def _states_close(a: torch.Tensor, b: torch.Tensor, K: int, C: int, label_major: bool
+                  ) -> torch.Tensor:
+    """(B, NC') bool: chunk states a and b (B, NC', K + 2, CB) equal to float32 rounding over
+    their C real labels (``_close``), ring and end row."""
+    ring = _close(ring_view(a, K, label_major)[..., :C], ring_view(b, K, label_major)[..., :C])
+    return ring & _close(a[:, :, K + 1:, :C], b[:, :, K + 1:, :C])
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -289,7 +315,7 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = Fal
     if plan is not None:
         num_warps = _sparse_warps(plan)
         scratch = torch.empty((B * NC, CB + 2 * plan.NRP), **f32)
-    st_in = _flat_guess(B, NC, K, CB, C, chunk, dev)
+    st_in = _flat_guess(B, NC, K, CB, C, chunk, dev, label_major=plan is not None)
     st_out = torch.empty_like(st_in)
     growth = torch.zeros((B, NC), dtype=torch.float64, device=dev)
     zend = torch.full((B,), NEG_INF, dtype=torch.float64, device=dev)
@@ -337,7 +363,7 @@ def scan(p: Prepared, *, is_max: bool, store: bool = False, store_bp: bool = Fal
         passes += 1
         if NC == 1:
             break
-        ok = _close(st_out[:, :-1, :, :C], st_in[:, 1:, :, :C])
+        ok = _states_close(st_out[:, :-1], st_in[:, 1:], K, C, label_major=plan is not None)
         wrong = exists[:, 1:] & ~ok
         if not bool(wrong.any()):
             break
@@ -456,7 +482,8 @@ def outside(p: Prepared, fwd: ScanResult, max_passes: int | None = None, *, need
         if NC == 1:
             break
         # Chunk j starts where chunk j + 1 ended.
-        a, b = st_out[:, 1:, :, :C], st_in[:, :-1, :, :C]
+        a, b = (torch.cat([ring_view(x, K, plan is not None)[..., :C], x[:, :, K + 1:, :C]],
+                          dim=2) for x in (st_out[:, 1:], st_in[:, :-1]))
         # Compared at mass 1, as the kernel uses them (see outside.py).
         a = a / a.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)
         b = b / b.sum(dim=(2, 3), keepdim=True).clamp(min=1e-30)

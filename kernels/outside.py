@@ -70,7 +70,7 @@ def semicrf_outside_kernel(
     # --- start state, scaled to mass 1 (ring.outside_start_state says why) -------------------
     # acc[c]: P(a segment of c crosses the cut right of t)
     g_end, acc = outside_start_state(st_in_ptr + st_base, gacc, active, holds_end, K, KT, NKT,
-                                     CB, cmask)
+                                     CB, cmask, ROW, 1)
     if holds_end:
         # The sequence ends in this chunk: the last segment's label is softmax(alpha[L] + final).
         a_last = tl.load(falpha_ptr + seq + (L - 1) * C + cc, mask=cmask, other=NEG)
@@ -201,7 +201,7 @@ def semicrf_outside_kernel(
             tl.debug_barrier()
             n_cur, s_back, g_end, acc = outside_block_rebase(
                 wring, gacc, em_ptr + seq, fnorm_ptr + b64 * NBLK, t, mu, n_cur, s_back, g_end,
-                C, K, KT, NKT, CB, BLOCK, cmask)
+                C, K, KT, NKT, CB, BLOCK, cmask, ROW, 1)
         tl.debug_barrier()
 
     if active:

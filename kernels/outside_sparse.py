@@ -23,8 +23,8 @@ NEG = tl.constexpr(float("-inf"))
 
 
 @triton.jit
-def _window_tile(rws, t, wring, cells_b, rowlab_ptr, celldm1_ptr, me_ptr, ms_row, seq, wj,
-                 W: tl.constexpr, R1: tl.constexpr, ROW: tl.constexpr, C: tl.constexpr,
+def _window_tile(rws, t, T, wring, cells_b, rowlab_ptr, celldm1_ptr, me_ptr, ms_row, seq, wj,
+                 W: tl.constexpr, R1: tl.constexpr, SS: tl.constexpr, LS: tl.constexpr,
                  HAS_ME: tl.constexpr, HAS_MS: tl.constexpr):
     """Rows ``rws`` of the window at step t: each cell's label, validity, ring slot and score
     (open-segment score + duration score; -inf where not allowed)."""
@@ -33,10 +33,10 @@ def _window_tile(rws, t, wring, cells_b, rowlab_ptr, celldm1_ptr, me_ptr, ms_row
     ok = (dm1 >= 0) & (dm1 <= t)
     s_pos = t - dm1
     slot = (t % R1 - dm1 + R1) % R1
-    x = tl.load(wring + slot * ROW + lab[:, None], mask=ok, other=NEG)
+    x = tl.load(wring + slot * SS + lab[:, None] * LS, mask=ok, other=NEG)
     x += tl.load(cells_b + rws[:, None] * W + wj[None, :], mask=ok, other=NEG)
     if HAS_ME:
-        me = tl.load(me_ptr + seq + s_pos * C + lab[:, None], mask=ok, other=0)
+        me = tl.load(me_ptr + seq + lab[:, None].to(tl.int64) * T + s_pos, mask=ok, other=0)
         x = tl.where(me > t, x, NEG)
     if HAS_MS:
         x = tl.where(s_pos >= tl.load(ms_row + lab)[:, None], x, NEG)
@@ -66,13 +66,13 @@ def _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_sca
 
 
 @triton.jit
-def _spread(x, ok, lab, slot, rws, wj, W: tl.constexpr, ROW: tl.constexpr, gacc, gcells,
-            scr_lse, scr_scale):
+def _spread(x, ok, lab, slot, rws, wj, W: tl.constexpr, SS: tl.constexpr, LS: tl.constexpr,
+            gacc, gcells, scr_lse, scr_scale):
     """Each cell's share of its label's g_end, added to its start's adjoint and its count."""
     lse_r = tl.load(scr_lse + lab)
     scale_r = tl.load(scr_scale + lab)
     share = tl.where(ok, tl.exp(x - lse_r[:, None]), 0.0) * scale_r[:, None]
-    ga = gacc + slot * ROW + lab[:, None]
+    ga = gacc + slot * SS + lab[:, None] * LS
     tl.store(ga, tl.load(ga, mask=ok, other=0.0) + share, mask=ok)
     gd = gcells + rws[:, None] * W + wj[None, :]
     tl.store(gd, tl.load(gd, mask=ok, other=0.0) + share, mask=ok)
@@ -116,6 +116,9 @@ def semicrf_sparse_outside_kernel(
 
     R1: tl.constexpr = K + 1
     ROW: tl.constexpr = CB
+    # Both rings are label-major, as in scan_sparse.py (a window row's cells side by side).
+    SS: tl.constexpr = 1
+    LS: tl.constexpr = R1
     cc = tl.arange(0, CB)
     cmask = cc < C
     st_base = prog * (K + 2) * ROW
@@ -155,7 +158,7 @@ def semicrf_sparse_outside_kernel(
     # --- start state, scaled to mass 1 (as in outside.py) ------------------------------------
     # acc[c]: P(a segment of c crosses the cut right of t)
     g_end, acc = outside_start_state(st_in_ptr + st_base, gacc, active, holds_end, K, KT, NKT,
-                                     CB, cmask)
+                                     CB, cmask, SS, LS)
     if holds_end:
         a_last = tl.load(falpha_ptr + seq + (L - 1) * C + cc, mask=cmask, other=NEG)
         fin = a_last + tl.load(final_ptr + cc, mask=cmask, other=NEG)
@@ -182,9 +185,9 @@ def semicrf_sparse_outside_kernel(
         w = w + dn + s_back
         if HAS_SB:
             w += tl.load(sb_ptr + seq + p * C + cc, mask=cmask, other=0.0)
-        tl.store(wring + (p % R1) * ROW + cc, w, mask=cmask)
+        tl.store(wring + (p % R1) * SS + cc * LS, w, mask=cmask)
     for p in range(c_hi - K, p_lo):
-        tl.store(wring + (((p % R1) + R1) % R1) * ROW + cc, tl.full([CB], NEG, tl.float32),
+        tl.store(wring + (((p % R1) + R1) % R1) * SS + cc * LS, tl.full([CB], NEG, tl.float32),
                  mask=cmask)
     tl.debug_barrier()
 
@@ -213,34 +216,34 @@ def semicrf_sparse_outside_kernel(
         # cell's share of g_end goes to its start's adjoint and its duration count -----------
         if NRT == 1:
             # One tile: its scores stay in registers between the two halves.
-            lab, ok, slot, x = _window_tile(rt_r, t, wring, cells_b, rowlab_ptr, celldm1_ptr,
-                                            me_ptr, ms_row, seq, wj, W, R1, ROW, C, HAS_ME,
+            lab, ok, slot, x = _window_tile(rt_r, t, T, wring, cells_b, rowlab_ptr, celldm1_ptr,
+                                            me_ptr, ms_row, seq, wj, W, R1, SS, LS, HAS_ME,
                                             HAS_MS)
             _row_partials(x, rt_r, scr_m, scr_s)
             tl.debug_barrier()
             _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_scale, cc)
             tl.debug_barrier()
-            _spread(x, ok, lab, slot, rt_r, wj, W, ROW, gacc, gcells, scr_lse, scr_scale)
+            _spread(x, ok, lab, slot, rt_r, wj, W, SS, LS, gacc, gcells, scr_lse, scr_scale)
         else:
             for rt in range(NRT):
                 rws = rt * RT + rt_r
-                lab, ok, slot, x = _window_tile(rws, t, wring, cells_b, rowlab_ptr,
+                lab, ok, slot, x = _window_tile(rws, t, T, wring, cells_b, rowlab_ptr,
                                                 celldm1_ptr, me_ptr, ms_row, seq, wj, W, R1,
-                                                ROW, C, HAS_ME, HAS_MS)
+                                                SS, LS, HAS_ME, HAS_MS)
                 _row_partials(x, rws, scr_m, scr_s)
             tl.debug_barrier()
             _label_lse(g_end, lab_rows_safe, lab_rows_ok, scr_m, scr_s, scr_lse, scr_scale, cc)
             tl.debug_barrier()
             for rt in range(NRT):
                 rws = rt * RT + rt_r
-                lab, ok, slot, x = _window_tile(rws, t, wring, cells_b, rowlab_ptr,
+                lab, ok, slot, x = _window_tile(rws, t, T, wring, cells_b, rowlab_ptr,
                                                 celldm1_ptr, me_ptr, ms_row, seq, wj, W, R1,
-                                                ROW, C, HAS_ME, HAS_MS)
-                _spread(x, ok, lab, slot, rws, wj, W, ROW, gacc, gcells, scr_lse, scr_scale)
+                                                SS, LS, HAS_ME, HAS_MS)
+                _spread(x, ok, lab, slot, rws, wj, W, SS, LS, gacc, gcells, scr_lse, scr_scale)
         tl.debug_barrier()
 
         # --- the starts at t are complete --------------------------------------------------
-        g_start = tl.load(gacc + (t % R1) * ROW + cc, mask=cmask, other=0.0)
+        g_start = tl.load(gacc + (t % R1) * SS + cc * LS, mask=cmask, other=0.0)
         if OUT_EB:
             tl.store(g_eb_ptr + row_t + cc, g_end, mask=cmask)
         if OUT_SB:
@@ -271,17 +274,17 @@ def semicrf_sparse_outside_kernel(
         s_back += tl.where(has_p, em_p - mu, 0.0)
         w = tl.where(has_p, w_p + (n_p - n_cur).to(tl.float32) + s_back, NEG)
         slot_p = ((p % R1) + R1) % R1
-        tl.store(wring + slot_p * ROW + cc, w, mask=cmask)
-        tl.store(gacc + slot_p * ROW + cc, tl.zeros([CB], dtype=tl.float32), mask=cmask)
+        tl.store(wring + slot_p * SS + cc * LS, w, mask=cmask)
+        tl.store(gacc + slot_p * SS + cc * LS, tl.zeros([CB], dtype=tl.float32), mask=cmask)
         if (t % BLOCK == 0) & (t > c_lo):
             # Into the previous block's frame, and the mass pinned to 1 (as in outside.py).
             tl.debug_barrier()
             n_cur, s_back, g_end, acc = outside_block_rebase(
                 wring, gacc, em_ptr + seq, fnorm_ptr + b64 * NBLK, t, mu, n_cur, s_back, g_end,
-                C, K, KT, NKT, CB, BLOCK, cmask)
+                C, K, KT, NKT, CB, BLOCK, cmask, SS, LS)
         tl.debug_barrier()
 
     if active:
         tl.store(st_out_ptr + st_base + R1 * ROW + cc, g_end, mask=cmask)
-        tl.store(gacc + (c_lo % R1) * ROW + cc, tl.zeros([CB], dtype=tl.float32), mask=cmask)
+        tl.store(gacc + (c_lo % R1) * SS + cc * LS, tl.zeros([CB], dtype=tl.float32), mask=cmask)
         tl.store(g_succ_ptr + prog * CB * Q + cc[:, None] * Q + qk[None, :], g_succ)

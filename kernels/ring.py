@@ -39,7 +39,8 @@ def program_span(len_ptr, active_ptr, NC, CHUNK):
 
 @triton.jit
 def scan_start_state(st_in_ptr, ring, active, K: tl.constexpr, KT: tl.constexpr,
-                     NKT: tl.constexpr, CB: tl.constexpr, cmask):
+                     NKT: tl.constexpr, CB: tl.constexpr, cmask, SS: tl.constexpr,
+                     LS: tl.constexpr):
     """Copy the chunk's start state into this program's ring; returns alpha at the chunk's
     start."""
     R1: tl.constexpr = K + 1
@@ -49,7 +50,7 @@ def scan_start_state(st_in_ptr, ring, active, K: tl.constexpr, KT: tl.constexpr,
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = (rows[:, None] < n_copy) & cmask[None, :]
-        offs = rows[:, None] * CB + cc[None, :]
+        offs = rows[:, None] * SS + cc[None, :] * LS
         v = tl.load(st_in_ptr + offs, mask=m2, other=NEG)
         tl.store(ring + offs, v, mask=m2)
     alpha = tl.load(st_in_ptr + R1 * CB + cc, mask=cmask, other=NEG)
@@ -72,7 +73,7 @@ def log_total(alpha, final, IS_MAX: tl.constexpr):
 
 @triton.jit
 def scan_block_rebase(ring, alpha, S, t, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
-                      CB: tl.constexpr, cmask):
+                      CB: tl.constexpr, cmask, SS: tl.constexpr, LS: tl.constexpr):
     """Block end after step t: the live ring slots (starts in (t + 1 - K, t]; the other two
     are stale) move to the next block's prefix sums (S becomes 0) and are normalised by their
     maximum together with alpha. Returns (alpha - shift, shift); the caller adds the shift to
@@ -86,7 +87,7 @@ def scan_block_rebase(ring, alpha, S, t, K: tl.constexpr, KT: tl.constexpr, NKT:
         dm1 = (t % R1 - rows + R1) % R1
         live = (rows < R1) & (dm1 < K - 1)
         m2 = live[:, None] & cmask[None, :]
-        v = tl.load(ring + rows[:, None] * CB + cc[None, :], mask=m2, other=NEG)
+        v = tl.load(ring + rows[:, None] * SS + cc[None, :] * LS, mask=m2, other=NEG)
         shift = tl.maximum(shift, tl.max(tl.max(v + S[None, :], axis=1), axis=0))
     shift = tl.where(shift == NEG, 0.0, shift)
     for kt in range(NKT):
@@ -94,7 +95,7 @@ def scan_block_rebase(ring, alpha, S, t, K: tl.constexpr, KT: tl.constexpr, NKT:
         dm1 = (t % R1 - rows + R1) % R1
         live = (rows < R1) & (dm1 < K - 1)
         m2 = live[:, None] & cmask[None, :]
-        offs = rows[:, None] * CB + cc[None, :]
+        offs = rows[:, None] * SS + cc[None, :] * LS
         v = tl.load(ring + offs, mask=m2, other=NEG)
         tl.store(ring + offs, v + S[None, :] - shift, mask=m2)
     return alpha - shift, shift
@@ -102,15 +103,15 @@ def scan_block_rebase(ring, alpha, S, t, K: tl.constexpr, KT: tl.constexpr, NKT:
 
 @triton.jit
 def scan_hand_over(st_out, growth_ptr, prog, ring, alpha, lognorm, c_hi, K: tl.constexpr,
-                   CB: tl.constexpr, cmask):
+                   CB: tl.constexpr, cmask, SS: tl.constexpr, LS: tl.constexpr):
     """The chunk's end state: alpha after the ring, the log growth of this chunk, and the two
     stale ring slots cleared."""
     R1: tl.constexpr = K + 1
     cc = tl.arange(0, CB)
     tl.store(st_out + R1 * CB + cc, alpha, mask=cmask)
     tl.store(growth_ptr + prog, lognorm)
-    tl.store(ring + (c_hi % R1) * CB + cc, tl.full([CB], NEG, tl.float32), mask=cmask)
-    tl.store(ring + ((c_hi + 1) % R1) * CB + cc, tl.full([CB], NEG, tl.float32), mask=cmask)
+    tl.store(ring + (c_hi % R1) * SS + cc * LS, tl.full([CB], NEG, tl.float32), mask=cmask)
+    tl.store(ring + ((c_hi + 1) % R1) * SS + cc * LS, tl.full([CB], NEG, tl.float32), mask=cmask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def scan_hand_over(st_out, growth_ptr, prog, ring, alpha, lognorm, c_hi, K: tl.c
 
 @triton.jit
 def _pin_mass(gacc, g_end, t, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
-              CB: tl.constexpr, cmask):
+              CB: tl.constexpr, cmask, SS: tl.constexpr, LS: tl.constexpr):
     """Scale g_end and the start adjoints in gacc (all slots but t's) to total mass 1; returns
     (g_end, acc), acc[c] = the scaled adjoints of label c summed over the ring."""
     R1: tl.constexpr = K + 1
@@ -130,7 +131,7 @@ def _pin_mass(gacc, g_end, t, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constex
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-        v = tl.load(gacc + rows[:, None] * CB + cc[None, :], mask=m2, other=0.0)
+        v = tl.load(gacc + rows[:, None] * SS + cc[None, :] * LS, mask=m2, other=0.0)
         total += tl.sum(tl.sum(v, axis=1), axis=0)
     inv = tl.where(total > 0, 1.0 / total, 1.0)
     g_end = g_end * inv
@@ -138,7 +139,7 @@ def _pin_mass(gacc, g_end, t, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constex
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = ((rows < R1) & (rows != t % R1))[:, None] & cmask[None, :]
-        offs = rows[:, None] * CB + cc[None, :]
+        offs = rows[:, None] * SS + cc[None, :] * LS
         v = tl.load(gacc + offs, mask=m2, other=0.0) * inv
         tl.store(gacc + offs, v, mask=m2)
         acc += tl.sum(v, axis=0).to(tl.float64)
@@ -147,7 +148,8 @@ def _pin_mass(gacc, g_end, t, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constex
 
 @triton.jit
 def outside_start_state(st_in, gacc, active, holds_end, K: tl.constexpr, KT: tl.constexpr,
-                        NKT: tl.constexpr, CB: tl.constexpr, cmask):
+                        NKT: tl.constexpr, CB: tl.constexpr, cmask, SS: tl.constexpr,
+                        LS: tl.constexpr):
     """The chunk's start state, scaled to mass 1, into gacc (zeros where this chunk holds the
     sequence's end, whose caller sets g_end itself). Returns (g_end, acc) as ``_pin_mass``.
 
@@ -164,7 +166,7 @@ def outside_start_state(st_in, gacc, active, holds_end, K: tl.constexpr, KT: tl.
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = (rows[:, None] < n_copy) & cmask[None, :]
-        v = tl.load(st_in + rows[:, None] * CB + cc[None, :], mask=m2, other=0.0)
+        v = tl.load(st_in + rows[:, None] * SS + cc[None, :] * LS, mask=m2, other=0.0)
         total += tl.sum(tl.sum(v, axis=1), axis=0)
     inv = tl.where(total > 0, 1.0 / total, 1.0)
     g_end = g_end * inv
@@ -173,7 +175,7 @@ def outside_start_state(st_in, gacc, active, holds_end, K: tl.constexpr, KT: tl.
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = (rows[:, None] < n_all) & cmask[None, :]
-        offs = rows[:, None] * CB + cc[None, :]
+        offs = rows[:, None] * SS + cc[None, :] * LS
         v = tl.load(st_in + offs, mask=m2, other=0.0) * inv
         v = tl.where(holds_end, 0.0, v)
         tl.store(gacc + offs, v, mask=m2)
@@ -184,7 +186,8 @@ def outside_start_state(st_in, gacc, active, holds_end, K: tl.constexpr, KT: tl.
 @triton.jit
 def outside_block_rebase(wring, gacc, em_seq, norm_b, t, mu, n_cur, s_back, g_end,
                          C: tl.constexpr, K: tl.constexpr, KT: tl.constexpr, NKT: tl.constexpr,
-                         CB: tl.constexpr, BLOCK: tl.constexpr, cmask):
+                         CB: tl.constexpr, BLOCK: tl.constexpr, cmask, SS: tl.constexpr,
+                         LS: tl.constexpr):
     """Block start t (going backwards): into the previous block's frame, where every open score
     moves by the normaliser step and by that block's emission sum (its prefix sums now start
     BLOCK earlier); then the mass pinned to 1 (slot t was consumed into g_end). ``em_seq``:
@@ -201,8 +204,8 @@ def outside_block_rebase(wring, gacc, em_seq, norm_b, t, mu, n_cur, s_back, g_en
     for kt in range(NKT):
         rows = kt * KT + rr
         m2 = (rows[:, None] < R1) & cmask[None, :]
-        offs = rows[:, None] * CB + cc[None, :]
+        offs = rows[:, None] * SS + cc[None, :] * LS
         v = tl.load(wring + offs, mask=m2, other=NEG)
         tl.store(wring + offs, v + delta[None, :], mask=m2)
-    g_end, acc = _pin_mass(gacc, g_end, t, K, KT, NKT, CB, cmask)
+    g_end, acc = _pin_mass(gacc, g_end, t, K, KT, NKT, CB, cmask, SS, LS)
     return n_prev, s_back - bsum, g_end, acc

@@ -78,7 +78,8 @@ def semicrf_scan_kernel(
     ring = st_out_ptr + st_base
 
     # The start state becomes this program's ring.
-    alpha = scan_start_state(st_in_ptr + st_base, ring, active, K, KT, NKT, CB, cmask)
+    alpha = scan_start_state(st_in_ptr + st_base, ring, active, K, KT, NKT, CB, cmask,
+                             ROW, 1)
 
     trans = tl.load(trans_ptr + cc[:, None] * C + cc[None, :],
                     mask=cmask[:, None] & cmask[None, :], other=NEG)  # [c', c]
@@ -166,7 +167,8 @@ def semicrf_scan_kernel(
         # --- block end: re-base the ring to the next block's prefix sums and normalise ------
         if (t + 1) % BLOCK == 0:
             tl.debug_barrier()
-            alpha, shift = scan_block_rebase(ring, alpha, S, t, K, KT, NKT, CB, cmask)
+            alpha, shift = scan_block_rebase(ring, alpha, S, t, K, KT, NKT, CB, cmask,
+                                             ROW, 1)
             lognorm += shift.to(tl.float64)
             S = tl.zeros([CB], dtype=tl.float32)
             if STORE:
@@ -176,4 +178,4 @@ def semicrf_scan_kernel(
 
     if active:
         scan_hand_over(st_out_ptr + st_base, growth_ptr, prog, ring, alpha, lognorm, c_hi, K,
-                       CB, cmask)
+                       CB, cmask, ROW, 1)

@@ -56,13 +56,19 @@ def semicrf_sparse_scan_kernel(
 
     R1: tl.constexpr = K + 1  # ring slots
     ROW: tl.constexpr = CB
+    # The ring is label-major (slot stride 1, label stride R1): a row of the window is one
+    # label's consecutive durations, so its cells sit side by side and a warp's gather touches
+    # a few cache lines instead of one line per cell (see sparse.py, "Layout").
+    SS: tl.constexpr = 1
+    LS: tl.constexpr = R1
     cc = tl.arange(0, CB)
     cmask = cc < C
     st_base = prog * (K + 2) * ROW
     ring = st_out_ptr + st_base
 
     # The start state becomes this program's ring.
-    alpha = scan_start_state(st_in_ptr + st_base, ring, active, K, KT, NKT, CB, cmask)
+    alpha = scan_start_state(st_in_ptr + st_base, ring, active, K, KT, NKT, CB, cmask,
+                             SS, LS)
 
     # The plan's small tables live in registers for the whole chunk.
     pj = tl.arange(0, P)
@@ -109,7 +115,7 @@ def semicrf_sparse_scan_kernel(
         open_new = start - S
         if HAS_SB:
             open_new += tl.load(sb_ptr + row_t + cc, mask=cmask, other=0.0)
-        tl.store(ring + (t % R1) * ROW + cc, open_new, mask=cmask)
+        tl.store(ring + (t % R1) * SS + cc * LS, open_new, mask=cmask)
         if STORE:
             tl.store(start_out_ptr + row_t + cc, start, mask=cmask)
         if STORE_BP:
@@ -129,10 +135,11 @@ def semicrf_sparse_scan_kernel(
             ok = (dm1 >= 0) & (dm1 <= t)
             s_pos = t - dm1
             slot = (t % R1 - dm1 + R1) % R1
-            x = tl.load(ring + slot * ROW + lab[:, None], mask=ok, other=NEG)
+            x = tl.load(ring + slot * SS + lab[:, None] * LS, mask=ok, other=NEG)
             x += tl.load(cells_b + rws[:, None] * W + wj[None, :], mask=ok, other=NEG)
             if HAS_ME:
-                me = tl.load(me_ptr + b64 * T * C + s_pos * C + lab[:, None], mask=ok, other=0)
+                me = tl.load(me_ptr + b64 * T * C + lab[:, None].to(tl.int64) * T + s_pos,
+                             mask=ok, other=0)
                 x = tl.where(me > t, x, NEG)
             if HAS_MS:
                 ms = tl.load(ms_ptr + row_t + lab)
@@ -176,7 +183,8 @@ def semicrf_sparse_scan_kernel(
         # --- block end: re-base the ring to the next block's prefix sums and normalise ------
         if (t + 1) % BLOCK == 0:
             tl.debug_barrier()
-            alpha, shift = scan_block_rebase(ring, alpha, S, t, K, KT, NKT, CB, cmask)
+            alpha, shift = scan_block_rebase(ring, alpha, S, t, K, KT, NKT, CB, cmask,
+                                             SS, LS)
             lognorm += shift.to(tl.float64)
             S = tl.zeros([CB], dtype=tl.float32)
             if STORE:
@@ -186,4 +194,4 @@ def semicrf_sparse_scan_kernel(
 
     if active:
         scan_hand_over(st_out_ptr + st_base, growth_ptr, prog, ring, alpha, lognorm, c_hi, K,
-                       CB, cmask)
+                       CB, cmask, SS, LS)

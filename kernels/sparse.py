@@ -13,6 +13,13 @@ The sparse kernels (``scan_sparse.py``, ``outside_sparse.py``) read a plan made 
 - the predecessors (``pred``, at most ``P``) and successors (``succ``, at most ``Q``) of each
   label, with their transition scores.
 
+Layout. A warp gathers a row of W cells: one label, consecutive allowed durations, so
+consecutive starts. The sparse kernels therefore keep their rings label-major (slot stride 1,
+label stride K + 1) and read max_end label-major (B, C, T) (``chunked.prepare``): a row's cells
+then lie side by side, a few cache lines a row. Slot-major, as the dense kernels keep them,
+every cell of a row is in a line of its own, and a step of the gene grammar's window (3,109
+cells; the outside reads and writes its adjoint ring too) queued thousands of L1 requests.
+
 ``use_sparse`` decides when this pays: the cells a sparse step touches against a dense step's.
 ``GENOSEG_SPARSE`` (``0`` / ``1``) overrides it, and ``GENOSEG_SPARSE_TILE`` sets the elements of
 a row tile, for tests and A/B timings.
