@@ -311,3 +311,26 @@ def test_sparse_window_over_several_rows_and_tiles(monkeypatch, window):
         assert p.NRT > 1 and p.RMAX > 1, (p.NRT, p.RMAX)
     assert torch.isfinite(call(ref.semicrf_logz, c)).all()
     _assert_chunked_scans_match_reference(c)
+
+
+@pytest.mark.parametrize("label_major", [False, True])
+def test_ring_view_reads_slot_and_label_in_either_layout(label_major, window):
+    """Chunk states as the kernels lay them out: slot-major (slot * CB + label) for the dense
+    kernels, label-major (label * (K + 1) + slot) for the sparse ones; ``ring_view`` indexes
+    both as [slot, label], writes through to the state, and leaves the end row alone."""
+    from genoseg_kernels.chunked import ring_view
+
+    if window == "sparse":
+        pytest.skip("layout only: one run is enough")
+    B, NC, K, CB = 2, 3, 5, 8
+    st = torch.arange(B * NC * (K + 2) * CB, dtype=torch.float32).reshape(B, NC, K + 2, CB)
+    flat = st.reshape(B, NC, -1)
+    ring = ring_view(st, K, label_major)
+    assert ring.shape == (B, NC, K + 1, CB)
+    for slot, label in ((0, 0), (2, 5), (K, CB - 1)):
+        at = label * (K + 1) + slot if label_major else slot * CB + label
+        assert torch.equal(ring[:, :, slot, label], flat[:, :, at])
+    ring[:, :, 1, 3] = -1.0
+    at = 3 * (K + 1) + 1 if label_major else CB + 3
+    assert bool((flat[:, :, at] == -1.0).all()) and int((st == -1.0).sum()) == B * NC
+    assert not bool((st[:, :, K + 1] == -1.0).any())
