@@ -30,6 +30,7 @@ from genoseg.annotate.pipeline import (  # noqa: E402
 from genoseg.crf.backend import _import_kernels  # noqa: E402
 from genoseg.crf.phase_head import encode_sequences  # noqa: E402
 from genoseg.inputs import InputSource  # noqa: E402
+from genoseg.labels import codons  # noqa: E402
 from genoseg.models import load_model  # noqa: E402
 
 gk = _import_kernels()
@@ -41,8 +42,8 @@ def batches(model, genome, dev):
     lengths = src.lengths
     for grp in pack_contigs(lengths, PACK_CELLS // head.C_expanded):
         ems = [biased_emissions(model, contig_emissions(
-            model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.batch_size))
-            for s in grp]
+            model, src, s, lengths[s], dev, cfg.annotate.window, cfg.annotate.batch_size),
+            codons.encode(src.genome.fetch(s))) for s in grp]
         L = torch.tensor([e.shape[0] for e in ems])
         T = int(L.max())
         em = torch.zeros((len(ems), T, ems[0].shape[1]))

@@ -9,8 +9,8 @@ sequence is one compiled loop over positions with the factorized recursion of ..
     W[s, c]       = start[s, c] + sb[s, c] - S[s, c]          (a ring of the K latest starts)
 
 Inputs come from the reference's own preparation (``reference._prepare``: validation, zero-centred
-emissions, durations with the mean folded in, -inf emissions turned into max_end limits), so the
-two cannot drift apart on semantics. The forward keeps the state normalised (a float64 offset per
+emissions, durations with the mean folded in, -inf emissions turned into max_end limits), one
+sequence at a time, so the two cannot drift apart on semantics. The forward keeps the state normalised (a float64 offset per
 position). Gradients and posteriors come from an outside pass that moves probability mass from the
 sequence end to its start (each step a softmax over the segments that could end there, then over
 the labels before each start), so they are sums of probabilities, exact to float64 rounding.
@@ -409,43 +409,81 @@ def _traceback(bp_prev, bp_dur, alpha_last, final, L):
 
 
 class _Sequences:
-    """The reference's prepared inputs, per sequence, as float64 numpy arrays."""
+    """The reference's prepared inputs, per sequence, as float64 numpy arrays.
+
+    Each sequence is prepared on its own (``reference._prepare`` of its slice, cut at its
+    length), on the worker thread that scans it, the first time it is asked for: a padded
+    batch prepared whole cost as much as its forward pass (the fly test set's (B, T, 80)
+    batches: 3.9 of 15.4 s on two cores), mostly copies of padding into the reference's
+    (T, B, C) layout; one sequence's slice needs none, and the sequences go in parallel. The
+    values are the same: the reference zero-centres, limits and checks each sequence over its
+    own length. Shapes and lengths are checked for the whole batch first, as the reference
+    does."""
 
     def __init__(self, args):
         if numba is None:
             raise RuntimeError("genoseg.crf.cpu needs numba (pip install numba)")
-        emissions = args[0]
+        (emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
+         max_end) = args
         if emissions.device.type != "cpu":
             raise ValueError("genoseg.crf.cpu runs on CPU tensors only")
-        inp = reference._prepare(*args)
-        self.inp = inp
+        # The whole batch's shapes and lengths, checked by the reference on a one-position
+        # slice (its value checks then run per sequence, over each one's length).
+        head = lambda x: None if x is None else x[:, :1]  # noqa: E731
+        probe = reference._prepare(emissions[:, :1], transitions, durations, None, init, final,
+                                   head(start_bias), head(end_bias), head(max_end))
+        B, T, C = emissions.shape
+        for name, x in (("start_bias", start_bias), ("end_bias", end_bias),
+                        ("max_end", max_end)):
+            if x is not None and x.shape != (B, T, C):
+                raise ValueError(f"{name} must be (B, T, C) = {(B, T, C)}, "
+                                 f"got {tuple(x.shape)}")
+        if lengths is None:
+            self.lengths = [T] * B
+        else:
+            lengths = torch.as_tensor(lengths).to(torch.int64)
+            if lengths.shape != (B,):
+                raise ValueError(f"lengths must be (B,) = ({B},), got {tuple(lengths.shape)}")
+            if (lengths < 1).any() or (lengths > T).any():
+                raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
+            self.lengths = lengths.tolist()
+        self.args = args
+        self.B, self.T, self.C, self.K = B, T, C, probe.K
         self.in_dtype = emissions.dtype
-        K = inp.K
-        f64 = lambda x: x.detach().to(torch.float64).numpy()  # noqa: E731
-        self.em = f64(inp.em.transpose(0, 1))  # (B, T, C)
-        self.sb = None if inp.sb is None else f64(inp.sb.transpose(0, 1))
-        self.eb = None if inp.eb is None else f64(inp.eb.transpose(0, 1))
-        self.me = (None if inp.me is None
-                   else inp.me[K:].transpose(0, 1).numpy().astype(np.int64, copy=False))
-        self.dur = f64(inp.dur_rev.flip(0).permute(1, 0, 2))  # (B, K, C), row d - 1
-        self.trans = f64(inp.trans)
-        self.init = f64(inp.init)
-        self.final = f64(inp.final)
-        self.lengths = inp.lengths.tolist()
+        self.trans = probe.trans.detach().to(torch.float64).numpy()
+        self.init = probe.init.detach().to(torch.float64).numpy()
+        self.final = probe.final.detach().to(torch.float64).numpy()
+        self.prepared = [None] * B  # (em, sb, eb, me, dur) of sequence b, once prepared
         self.empty = np.zeros((0, 0))
         self.empty_i = np.zeros((0, 0), dtype=np.int64)
 
+    def _inputs(self, b):
+        """Sequence b's (em, sb, eb, me, dur): (L, C) float64, (L, C) int64 max_end (or empty
+        placeholders), (K, C) float64 durations with its mean folded in."""
+        if self.prepared[b] is None:
+            (emissions, transitions, durations, _, init, final, start_bias, end_bias,
+             max_end) = self.args
+            L = self.lengths[b]
+            cut = lambda x: None if x is None else x[b:b + 1, :L]  # noqa: E731
+            inp = reference._prepare(cut(emissions), transitions, durations, None, init, final,
+                                     cut(start_bias), cut(end_bias), cut(max_end))
+            f64 = lambda x: x.detach()[:, 0].to(torch.float64).numpy()  # noqa: E731
+            self.prepared[b] = (
+                f64(inp.em), self.empty if inp.sb is None else f64(inp.sb),
+                self.empty if inp.eb is None else f64(inp.eb),
+                self.empty_i if inp.me is None
+                else inp.me[self.K:, 0].numpy().astype(np.int64, copy=False),
+                np.ascontiguousarray(f64(inp.dur_rev.flip(0))))
+        return self.prepared[b]
+
     def forward(self, b, is_max, store):
-        return _forward(self.em[b], self.empty if self.sb is None else self.sb[b],
-                        self.empty if self.eb is None else self.eb[b],
-                        self.empty_i if self.me is None else self.me[b], self.trans,
-                        np.ascontiguousarray(self.dur[b]), self.init, self.final,
-                        self.lengths[b], self.inp.K, is_max, store)
+        em, sb, eb, me, dur = self._inputs(b)
+        return _forward(em, sb, eb, me, self.trans, dur, self.init, self.final,
+                        self.lengths[b], self.K, is_max, store)
 
     def outside(self, b, W, alpha):
-        return _outside(W, alpha, self.empty_i if self.me is None else self.me[b], self.trans,
-                        np.ascontiguousarray(self.dur[b]), self.final, self.lengths[b],
-                        self.inp.K)
+        _, _, _, me, dur = self._inputs(b)
+        return _outside(W, alpha, me, self.trans, dur, self.final, self.lengths[b], self.K)
 
 
 def _out_dtype(dtype):
@@ -484,8 +522,7 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_logz):
         seqs, runs = ctx.seqs, ctx.runs
-        B, T, C = seqs.em.shape
-        K = seqs.inp.K
+        B, T, C, K = seqs.B, seqs.T, seqs.C, seqs.K
         w = grad_logz.detach().to(torch.float64).numpy()
         order = ("em", "trans", "dur", "init", "final", "sb", "eb")
         shapes = dict(em=(B, T, C), sb=(B, T, C), eb=(B, T, C), trans=(C, C), dur=(K, C),
@@ -506,8 +543,8 @@ class _LogPartition(torch.autograd.Function):
             if part is None:
                 continue
             for name, x in g.items():
-                if x.ndim == 3:
-                    np.multiply(w[b], part[name], out=x[b])
+                if x.ndim == 3:  # per position: the part covers the sequence's length
+                    np.multiply(w[b], part[name], out=x[b, :len(part[name])])
                 else:
                     x += w[b] * part[name]
         ctx.runs = None
@@ -549,13 +586,14 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
                        end_bias, max_end))
     logz, parts = _marginals(seqs)
-    B, T, C = seqs.em.shape
+    B, T, C = seqs.B, seqs.T, seqs.C
     label_post = np.zeros((B, T, C))
     boundary_post = np.zeros((B, T))
     for b, part in enumerate(parts):
         if part is not None:
-            label_post[b] = part[0]
-            boundary_post[b] = part[2].sum(axis=1)
+            L = len(part[0])
+            label_post[b, :L] = part[0]
+            boundary_post[b, :L] = part[2].sum(axis=1)
     dt = _out_dtype(emissions.dtype)
     return (torch.from_numpy(label_post).to(dt), torch.from_numpy(boundary_post).to(dt),
             torch.from_numpy(logz).to(dt))
@@ -614,7 +652,7 @@ def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, in
         return score, path, logz, (label, boundaries(part[1], part[2], L))
 
     results = map_sequences(one, len(seqs.lengths))
-    B, T, _ = seqs.em.shape
+    B, T = seqs.B, seqs.T
     dt = _out_dtype(emissions.dtype)
     label_post = torch.zeros(B, T, n_classes, dtype=emissions.dtype)
     boundary_post = torch.zeros(B, T, dtype=emissions.dtype)

@@ -85,3 +85,26 @@ def test_backend_cpu_choice():
     np.testing.assert_allclose(got.numpy(), call(reference.semicrf_logz, c).numpy(), **TOL)
     with pytest.raises(backend.BackendUnavailable, match="needs CPU tensors"):
         backend.resolve("cuda", "cpu")
+
+
+def test_inputs_are_checked_as_the_reference_checks_them():
+    """Each sequence is prepared on its own (``cpu._Sequences``): NaN past a sequence's length
+    is ignored, NaN inside it is the reference's error, and wrong shapes or lengths of the batch
+    fail before any sequence is scanned."""
+    c = make_case(42, 3, 30, 4, 6, junk=False)
+    lengths = torch.tensor([30, 12, 20])
+    em = c["emissions"].clone()
+    em[1, 12:] = float("nan")  # past sequence 1's length
+    args = (c["transitions"], c["durations"], lengths)
+    got = cpu.semicrf_logz(em, *args)
+    want = reference.semicrf_logz(em, *args)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-9, atol=1e-9)
+    em[2, 5, 1] = float("nan")  # inside sequence 2
+    with pytest.raises(ValueError, match="emissions holds NaN"):
+        cpu.semicrf_logz(em, *args)
+    with pytest.raises(ValueError, match="max_end must be"):
+        cpu.semicrf_viterbi(c["emissions"], *args,
+                            max_end=torch.zeros(3, 29, 4, dtype=torch.int64))
+    with pytest.raises(ValueError, match="lengths must lie in"):
+        cpu.semicrf_viterbi(c["emissions"], c["transitions"], c["durations"],
+                            torch.tensor([30, 0, 5]))
