@@ -379,12 +379,15 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
 
 def pack_contigs(lengths: dict[str, int], pack_positions: int) -> list[list[str]]:
     """Contigs grouped into CRF batches of at most ``pack_positions`` padded positions (a lone
-    longer contig is a batch of its own). Similar lengths go together, shortest first: the CRF
-    scan costs per position of a batch's longest contig."""
+    longer contig is a batch of its own), longest first: a batch's CRF scan costs the length of
+    its longest contig, so the batches together cost the sum of their longest, and filling each
+    batch with the longest contigs left keeps that sum smallest. Shortest first, the fly test
+    set's 118 kb record had a GPU batch to itself after one whose longest was 48 kb (166 k
+    sequential steps); longest first, it takes the next 25 longest along (128 k steps)."""
     groups, current, longest = [], [], 0
-    for seqid in sorted(lengths, key=lambda s: lengths[s]):
+    for seqid in sorted(lengths, key=lambda s: -lengths[s]):
         n = lengths[seqid]
-        if current and max(longest, n) * (len(current) + 1) > pack_positions:
+        if current and longest * (len(current) + 1) > pack_positions:
             groups.append(current)
             current, longest = [], 0
         current.append(seqid)

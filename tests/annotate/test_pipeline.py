@@ -118,3 +118,18 @@ def test_drop_low_scores_keeps_unscored_genes_and_counts_both():
     assert [(t.seqid, t.start) for t in kept] == [("a", 10), ("b", 5), ("b", 60), ("b", 200)]
     assert dropped == {"a": [(100, 200), (500, 900)]}
     assert (summary.genes_below_score, summary.genes_unscored) == (2, 2)
+
+
+def test_pack_contigs_fills_batches_longest_first():
+    """Every contig once; a batch's padded size (longest x count) stays within the cap unless a
+    contig is alone; the longest contigs share the first batch, so the batches' longest sum to
+    less than packing shortest first would (100 + 50 + 5 here, against 40 + 50 + 100)."""
+    from genoseg.annotate.pipeline import pack_contigs
+
+    lengths = {"a": 100, "b": 50, "c": 40, "d": 10, "e": 5}
+    groups = pack_contigs(lengths, 150)
+    assert groups == [["a"], ["b", "c", "d"], ["e"]]
+    assert sorted(s for g in groups for s in g) == sorted(lengths)
+    assert pack_contigs({"x": 500, "y": 1}, 150) == [["x"], ["y"]]
+    for g in pack_contigs(lengths, 120):
+        assert len(g) == 1 or max(lengths[s] for s in g) * len(g) <= 120
