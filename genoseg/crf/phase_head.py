@@ -155,25 +155,32 @@ class PhaseGeneHead(nn.Module):
         """(B, T, n_outputs) network output -> (B, T, C') state emissions."""
         return emissions[..., self.class_of]
 
+    def sequence_columns(self, codes: torch.Tensor, lengths) -> list[dict]:
+        """Each sequence's distinct constraint columns (``PhaseGrammar.sequence_columns`` of
+        its codes, cut at its length): what ``constraints`` gathers per state, and what the
+        lean host Viterbi reads (``genoseg.crf.phase_viterbi.decode``).
+
+        numpy on the host, one sequence per thread, but one thread per
+        COLUMN_BASES_PER_THREAD bases at most: on short sequences the numpy calls are small and
+        hold the GIL. For the 100 fly test records this step took 2.2 s on the 16 threads of
+        an H100 host (profile, session 10); on a 2-core CPU it takes 0.32 s on one thread and
+        0.55 s on 16."""
+        codes_np = codes.detach().cpu().numpy().astype(np.uint8)
+        lens = [int(L) for L in torch.as_tensor(lengths).cpu().tolist()]
+        g = self.grammar
+        return map_sequences(lambda b: g.sequence_columns(codes_np[b, :lens[b]]), len(lens),
+                             sizes=lens, min_size=COLUMN_BASES_PER_THREAD)
+
     def constraints(self, emissions: torch.Tensor, codes: torch.Tensor,
-                    lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+                    lengths: torch.Tensor, columns: list[dict] | None = None
+                    ) -> dict[str, torch.Tensor]:
         """start_bias, end_bias (B, T, C') float and max_end (B, T, C') int64 over the states:
-        -inf where the sequence forbids, else the learned site score (plus the GC offset)."""
+        -inf where the sequence forbids, else the learned site score (plus the GC offset).
+        ``columns``: the sequences' ``sequence_columns``, when the caller has them."""
         B, T, _ = emissions.shape
         dev = emissions.device
-        codes_np = codes.detach().cpu().numpy().astype(np.uint8)
         lens = [int(L) for L in lengths.detach().cpu().tolist()]
-        g = self.grammar
-
-        def columns(b):
-            return g.sequence_columns(codes_np[b, :lens[b]])
-
-        # The sequence work is numpy on the host, one sequence per thread, but one thread per
-        # COLUMN_BASES_PER_THREAD bases at most: on short sequences the numpy calls are small
-        # and hold the GIL. For the 100 fly test records this step took 2.2 s on the 16 threads
-        # of an H100 host (profile, session 10); on a 2-core CPU it takes 0.32 s on one thread
-        # and 0.55 s on 16.
-        per_seq = map_sequences(columns, B, sizes=lens, min_size=COLUMN_BASES_PER_THREAD)
+        per_seq = columns if columns is not None else self.sequence_columns(codes, lens)
         gathered = {}
         for key, neutral in (("start_ok", True), ("end_ok", True), ("start_gc", False),
                              ("end_gc", False), ("max_end", T)):

@@ -148,14 +148,15 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
     return best, out
 
 
-def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: bool = False
-           ) -> tuple[float, np.ndarray, list]:
+def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: bool = False,
+           columns: dict | None = None) -> tuple[float, np.ndarray, list]:
     """Viterbi of ONE sequence under a ``PhaseGeneHead``: (score, class rows (n, 3) [start,
     end, class], run labels), as ``head.decode(..., with_labels=True,
     complete_genes=complete_genes)`` gives for it (runs touching a sequence end: a
     ``phase_crf.CutRun`` each, built by the same ``head._runs``).
 
-    emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8.
+    emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8;
+    ``columns``: ``head.grammar.sequence_columns(codes)``, when the caller has them.
     """
     if numba is None:
         raise RuntimeError("the lean phase Viterbi needs numba")
@@ -167,7 +168,7 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     sites = np.zeros((T, em.shape[1] - 5 + 1))
     sites[:, :-1] = em[:, 5:]
     del em
-    cols = g.sequence_columns(codes)
+    cols = g.sequence_columns(codes) if columns is None else columns
     ok_s, ok_e = cols["start_ok"], cols["end_ok"]
     gc_s, gc_e = cols["start_gc"], cols["end_gc"]
     me = np.minimum(cols["max_end"], T).astype(np.int32)

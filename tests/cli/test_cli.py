@@ -1349,6 +1349,32 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
+def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
+        mini, tmp_path, monkeypatch):
+    """On a GPU, a phase-grammar batch takes its Viterbi from the lean host Viterbi while the
+    card computes the posteriors (``pipeline.viterbi_on_host_alongside``). Forced here on the
+    CPU (the posteriors then come from the CPU backend's own gradient): the same gene models,
+    scores, BED and posterior tracks as the usual path."""
+    from genoseg.annotate import pipeline
+
+    invoke("annotate", mini["fa"], "-o", tmp_path / "a.gff3", "--bed", tmp_path / "a.bed",
+           "--posteriors", tmp_path / "a", "-q")
+    monkeypatch.setattr(pipeline, "viterbi_on_host_alongside", lambda device: True)
+    invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", "--bed", tmp_path / "b.bed",
+           "--posteriors", tmp_path / "b", "-q")
+    assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
+    for name in ("gff3", "bed"):
+        assert (tmp_path / f"b.{name}").read_text() == (tmp_path / f"a.{name}").read_text()
+    import h5py
+
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        names = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names
+        for n in names:
+            np.testing.assert_allclose(b[n][()], a[n][()], rtol=0, atol=1e-6, err_msg=n)
+
+
 def test_gpu_out_of_memory_is_a_one_line_error(mini, tmp_path, monkeypatch):
     """A CUDA out-of-memory error is the input's size, not a bug: one line, exit status 1."""
     import torch
