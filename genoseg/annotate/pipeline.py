@@ -13,6 +13,7 @@ of the predicted label over the feature's bases (exons only, for gene models).
 from __future__ import annotations
 
 import bisect
+import copy
 import logging
 import sys
 import time
@@ -267,8 +268,10 @@ def viterbi_on_host_alongside(device) -> bool:
     (plus its traceback and the copy of the segments) and 18.6 us for forward and outside
     (H100, session 11): one after the other they took 2.3 and 3.0 s of a 7.8-s annotate of the
     fly test set. The host Viterbi (about 8 us a base on one core, the contigs on threads of
-    their own, the GIL released) finishes behind the posteriors, so the Viterbi costs no
-    wall time. The same gene models: both are exact Viterbi decoders of the same scores."""
+    their own, the GIL released) should finish behind the posteriors, taking the Viterbi off
+    the wall time; not yet timed on a GPU (session 11 ran out of device time). The same gene
+    models and scores: both are exact Viterbi decoders of the same scores (the CLI test forces
+    this path on the CPU). The first run compiles the numba loop (about 2 s; cached)."""
     if torch.device(device).type != "cuda":
         return False
     from genoseg.crf import phase_viterbi
@@ -291,9 +294,12 @@ def _host_viterbi_device_posteriors(model, emissions: list[torch.Tensor], em: to
     head = model.head
     lens = lengths.tolist()
     columns = head.sequence_columns(codes_host, lens)
+    # The host threads read the head's scores from a copy on the host: reading them from the
+    # card would wait behind the posteriors' kernels queued there.
+    host_head = copy.deepcopy(head).to("cpu")
 
     def one(b):
-        return phase_viterbi.decode(head, emissions[b], codes_host[b, :lens[b]].numpy(),
+        return phase_viterbi.decode(host_head, emissions[b], codes_host[b, :lens[b]].numpy(),
                                     complete_genes=complete, columns=columns[b])
 
     with ThreadPoolExecutor(max_workers=1) as pool:
