@@ -240,7 +240,7 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
         codes_host = encode_sequences(sequences, T)
         codes = codes_host.to(device)
         complete = model.config.annotate.gene_model == "complete"
-        if viterbi_on_host_alongside(em.device):
+        if viterbi_on_host_alongside(em.device, lengths.tolist()):
             scores, paths, run_labels, label_post, boundary_post, log_z = \
                 _host_viterbi_device_posteriors(model, emissions, em, lengths, lengths_d,
                                                 codes_host, codes, complete)
@@ -260,23 +260,40 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
     return results
 
 
-def viterbi_on_host_alongside(device) -> bool:
-    """Whether a GPU batch of the phase grammar takes its Viterbi path from the lean host
-    Viterbi (``genoseg.crf.phase_viterbi``, numba) while the card computes the posteriors.
+# The host Viterbi costs about 8 us a base on one core (chr2R on an H200 host), the card's
+# posteriors about 18.6 us a step of a batch's longest contig (H100, session 11): the host
+# keeps up while a batch's bases per core stay within this multiple of its longest contig.
+HOST_VITERBI_KEEPS_UP = 18.6 / 8.0
+
+
+def viterbi_on_host_alongside(device, lengths=None) -> bool:
+    """Whether a GPU batch of the phase grammar (contig ``lengths``) takes its Viterbi path
+    from the lean host Viterbi (``genoseg.crf.phase_viterbi``, numba) while the card computes
+    the posteriors.
 
     The 80-state scans run each contig sequentially, at 6.1 us a step for the GPU Viterbi
     (plus its traceback and the copy of the segments) and 18.6 us for forward and outside
     (H100, session 11): one after the other they took 2.3 and 3.0 s of a 7.8-s annotate of the
     fly test set. The host Viterbi (about 8 us a base on one core, the contigs on threads of
     their own, the GIL released) should finish behind the posteriors, taking the Viterbi off
-    the wall time; not yet timed on a GPU (session 11 ran out of device time). The same gene
-    models and scores: both are exact Viterbi decoders of the same scores (the CLI test forces
-    this path on the CPU). The first run compiles the numba loop (about 2 s; cached)."""
+    the wall time; not yet timed on a GPU (session 11 ran out of device time). The card runs a
+    batch's contigs side by side and the host only core by core, so a batch of many contigs
+    (a fragmented draft genome) keeps its GPU Viterbi: the host takes over only while the
+    batch's bases per core are at most HOST_VITERBI_KEEPS_UP times its longest contig. The
+    same gene models and scores either way: both are exact Viterbi decoders of the same scores
+    (the CLI test forces this path on the CPU). The first run compiles the numba loop (about
+    2 s; cached)."""
     if torch.device(device).type != "cuda":
         return False
     from genoseg.crf import phase_viterbi
+    from genoseg.crf.threads import available_cores
 
-    return phase_viterbi.available()
+    if not phase_viterbi.available():
+        return False
+    if lengths is None:
+        return True
+    lengths = [int(n) for n in lengths]
+    return sum(lengths) / available_cores() <= HOST_VITERBI_KEEPS_UP * max(lengths)
 
 
 def _host_viterbi_device_posteriors(model, emissions: list[torch.Tensor], em: torch.Tensor,

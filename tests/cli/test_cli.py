@@ -1359,7 +1359,7 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
 
     invoke("annotate", mini["fa"], "-o", tmp_path / "a.gff3", "--bed", tmp_path / "a.bed",
            "--posteriors", tmp_path / "a", "-q")
-    monkeypatch.setattr(pipeline, "viterbi_on_host_alongside", lambda device: True)
+    monkeypatch.setattr(pipeline, "viterbi_on_host_alongside", lambda device, lengths: True)
     invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", "--bed", tmp_path / "b.bed",
            "--posteriors", tmp_path / "b", "-q")
     assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
@@ -1373,6 +1373,23 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
         assert names
         for n in names:
             np.testing.assert_allclose(b[n][()], a[n][()], rtol=0, atol=1e-6, err_msg=n)
+
+
+def test_host_viterbi_takes_over_only_where_the_host_keeps_up(monkeypatch):
+    """The host Viterbi replaces the card's only on a GPU, with numba, and while a batch's
+    bases per core stay within HOST_VITERBI_KEEPS_UP times its longest contig: a few long
+    contigs yes, many contigs of similar length on few cores no."""
+    from genoseg.annotate import pipeline
+    from genoseg.crf import threads
+
+    assert not pipeline.viterbi_on_host_alongside("cpu", [100])
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    assert pipeline.viterbi_on_host_alongside("cuda", [118_000, 48_000] + [5_000] * 24)
+    assert not pipeline.viterbi_on_host_alongside("cuda", [50_000] * 60)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    assert not pipeline.viterbi_on_host_alongside("cuda", [118_000, 118_000, 118_000, 118_000,
+                                                           118_000])
+    assert pipeline.viterbi_on_host_alongside("cuda", [118_000, 118_000, 118_000, 118_000])
 
 
 def test_gpu_out_of_memory_is_a_one_line_error(mini, tmp_path, monkeypatch):
