@@ -420,7 +420,7 @@ class _Sequences:
     own length. Shapes and lengths are checked for the whole batch first, as the reference
     does."""
 
-    def __init__(self, args):
+    def __init__(self, args, sequence_inputs=None):
         if numba is None:
             raise RuntimeError("genoseg.crf.cpu needs numba (pip install numba)")
         (emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
@@ -448,6 +448,7 @@ class _Sequences:
                 raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
             self.lengths = lengths.tolist()
         self.args = args
+        self.sequence_inputs = sequence_inputs
         self.B, self.T, self.C, self.K = B, T, C, probe.K
         self.in_dtype = emissions.dtype
         self.trans = probe.trans.detach().to(torch.float64).numpy()
@@ -464,7 +465,18 @@ class _Sequences:
             (emissions, transitions, durations, _, init, final, start_bias, end_bias,
              max_end) = self.args
             L = self.lengths[b]
-            cut = lambda x: None if x is None else x[b:b + 1, :L]  # noqa: E731
+            if self.sequence_inputs is not None:
+                x = self.sequence_inputs(b)
+                emissions, start_bias, end_bias, max_end = (
+                    x["emissions"], x.get("start_bias"), x.get("end_bias"), x.get("max_end"))
+                for name, v in (("emissions", emissions), ("start_bias", start_bias),
+                                ("end_bias", end_bias), ("max_end", max_end)):
+                    if v is not None and v.shape != (1, L, self.C):
+                        raise ValueError(f"sequence_inputs({b})['{name}'] must be (1, {L}, "
+                                         f"{self.C}), got {tuple(v.shape)}")
+                cut = lambda v: v  # noqa: E731
+            else:
+                cut = lambda v: None if v is None else v[b:b + 1, :L]  # noqa: E731
             inp = reference._prepare(cut(emissions), transitions, durations, None, init, final,
                                      cut(start_bias), cut(end_bias), cut(max_end))
             f64 = lambda x: x.detach()[:, 0].to(torch.float64).numpy()  # noqa: E731
@@ -602,7 +614,7 @@ def posteriors_and_logz(emissions, transitions, durations, lengths=None, *, init
 @torch.no_grad()
 def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, init=None,
                           final=None, start_bias=None, end_bias=None, max_end=None,
-                          class_of, boundary_states, boundary_starts=None):
+                          class_of, boundary_states, boundary_starts=None, sequence_inputs=None):
     """Viterbi and class posteriors of one batch from ONE preparation of the inputs (annotate
     asks for both; preparing a (B, T, 80) batch of the gene grammar costs as much as a forward
     pass), for a head whose C labels expand a smaller class space.
@@ -617,9 +629,15 @@ def viterbi_and_marginals(emissions, transitions, durations, lengths=None, *, in
     at t is the end marginals of ``boundary_states`` at t plus the start marginals of
     ``boundary_starts`` at t + 1, and at a sequence's last base the end marginals of all
     labels (a run ends with the sequence). All are gradients of logZ, reduced per sequence on
-    its worker thread; 0 past a length and where no segmentation is valid."""
+    its worker thread; 0 past a length and where no segmentation is valid.
+
+    ``sequence_inputs``: optional ``b -> {"emissions": ..., "start_bias": ..., "end_bias": ...,
+    "max_end": ...}``, sequence b's inputs (1, L, C) cut at its length (keys may be left out),
+    built on the worker thread that scans it, instead of slices of the batch's own (which are
+    then not read; ``emissions`` still gives B, T, C). A caller that derives them per sequence
+    (the phase head's constraints) so never builds them for the padded batch."""
     seqs = _Sequences((emissions, transitions, durations, lengths, init, final, start_bias,
-                       end_bias, max_end))
+                       end_bias, max_end), sequence_inputs)
     class_of = np.asarray(class_of)
     boundary_states = np.asarray(boundary_states, dtype=bool)
     if boundary_starts is not None:

@@ -108,3 +108,30 @@ def test_inputs_are_checked_as_the_reference_checks_them():
     with pytest.raises(ValueError, match="lengths must lie in"):
         cpu.semicrf_viterbi(c["emissions"], c["transitions"], c["durations"],
                             torch.tensor([30, 0, 5]))
+
+
+def test_viterbi_and_marginals_reads_per_sequence_inputs_like_slices():
+    """``sequence_inputs`` (each sequence's inputs built on its worker thread, cut at its
+    length) gives exactly what slices of the batch's own inputs give; a wrong shape is a
+    one-line error naming the sequence."""
+    c = make_case(43, 3, 40, 4, 6, ragged=True, neg_inf=0.05, max_end=True, junk=False)
+    lengths = torch.tensor([40, 17, 29])
+    kw = dict(init=c["init"], final=c["final"], start_bias=c["start_bias"],
+              end_bias=c["end_bias"], max_end=c["max_end"])
+    marg = dict(class_of=np.array([0, 0, 1, 1]), boundary_states=np.array([1, 0, 1, 0], bool))
+    want = cpu.viterbi_and_marginals(c["emissions"], c["transitions"], c["durations"], lengths,
+                                     **kw, **marg)
+
+    def per_sequence(b):
+        L = int(lengths[b])
+        return {k: c[k][b:b + 1, :L] for k in ("emissions", "start_bias", "end_bias", "max_end")}
+
+    got = cpu.viterbi_and_marginals(c["emissions"], c["transitions"], c["durations"], lengths,
+                                    init=c["init"], final=c["final"], **marg,
+                                    sequence_inputs=per_sequence)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[2], want[2])
+    assert all(torch.equal(a, b) for a, b in zip(got[1], want[1]))
+    assert torch.equal(got[3], want[3]) and torch.equal(got[4], want[4])
+    with pytest.raises(ValueError, match=r"sequence_inputs\(0\)\['emissions'\] must be"):
+        cpu.viterbi_and_marginals(c["emissions"], c["transitions"], c["durations"], lengths,
+                                  **marg, sequence_inputs=lambda b: {"emissions": c["emissions"]})
