@@ -384,18 +384,18 @@ class PhaseGeneHead(nn.Module):
         from genoseg.crf import cpu
 
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
-        sequence_inputs = None
-        if cons is None:
-            def sequence_inputs(b):
-                L = int(lengths[b])
-                em_b = emissions[b:b + 1, :L]
-                return dict(emissions=self.expand(em_b),
-                            **self.constraints(em_b, codes[b:b + 1, :L], lengths[b:b + 1]))
+
+        def one_sequence(b):  # its emissions and constraints, cut at its length
+            L = int(lengths[b])
+            em_b = emissions[b:b + 1, :L]
+            return dict(emissions=self.expand(em_b),
+                        **self.constraints(em_b, codes[b:b + 1, :L], lengths[b:b + 1]))
 
         scores, paths, log_z, label_post, boundary_post = cpu.viterbi_and_marginals(
             self.expand(emissions), lengths=lengths, **inputs, **(cons or {}),
             class_of=self.class_of.cpu().numpy(), boundary_states=self.run_ends.cpu().numpy(),
-            boundary_starts=self.run_opens.cpu().numpy(), sequence_inputs=sequence_inputs)
+            boundary_starts=self.run_opens.cpu().numpy(),
+            sequence_inputs=one_sequence if cons is None else None)
         runs = [self._runs(p, int(L), _codes_row(codes, b, int(L)))
                 for b, (p, L) in enumerate(zip(paths, lengths.tolist()))]
         return (scores, [r[0] for r in runs], [r[1] for r in runs], label_post, boundary_post,
