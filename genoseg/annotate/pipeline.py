@@ -216,13 +216,13 @@ def biased_emissions(model, emissions: torch.Tensor, codes: np.ndarray | None = 
 
 
 def decode_batch(model, emissions: list[torch.Tensor], device,
-                 sequences: list[str] | None = None) -> list[tuple]:
+                 codes: list[np.ndarray] | None = None) -> list[tuple]:
     """Viterbi + posteriors for contigs of different lengths in one padded batch.
 
     Through the model head, so everything comes back in class space (the scheme's labels): runs
     of tiled labels as one segment each, label posteriors per class, boundary posteriors per run.
-    ``sequences`` (the contigs' bases) are needed by the phase grammar, whose constraints come
-    from the sequence; each result then ends with the runs' gene labels.
+    ``codes`` (the contigs' bases, ``codons.encode``) are needed by the phase grammar, whose
+    constraints come from the sequence; each result then ends with the runs' gene labels.
     """
     lengths = torch.tensor([e.shape[0] for e in emissions], dtype=torch.int64)
     T, C = int(lengths.max()), emissions[0].shape[1]
@@ -233,20 +233,21 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
     head = model.head
     run_labels = None
     if getattr(head, "grammar_name", None) == "phase":
-        from genoseg.crf.phase_head import encode_sequences
+        from genoseg.crf.phase_head import pad_codes
 
-        if sequences is None:
+        if codes is None:
             raise ValueError("the phase grammar needs the contigs' sequences")
-        codes_host = encode_sequences(sequences, T)
-        codes = codes_host.to(device)
+        codes_host = pad_codes(codes, T)
+        codes_d = codes_host.to(device)
         complete = model.config.annotate.gene_model == "complete"
         if viterbi_on_host_alongside(em.device, lengths.tolist()):
             scores, paths, run_labels, label_post, boundary_post, log_z = \
                 _host_viterbi_device_posteriors(model, emissions, em, lengths, lengths_d,
-                                                codes_host, codes, complete)
+                                                codes_host, codes_d, complete)
         else:
             scores, paths, run_labels, label_post, boundary_post, log_z = \
-                head.decode_and_posteriors(em, lengths_d, codes=codes, complete_genes=complete)
+                head.decode_and_posteriors(em, lengths_d, codes=codes_d,
+                                           complete_genes=complete)
     else:
         scores, paths, label_post, boundary_post, log_z = head.decode_and_posteriors(
             em, lengths_d)
@@ -266,7 +267,7 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
 HOST_VITERBI_KEEPS_UP = 18.6 / 8.0
 
 
-def viterbi_on_host_alongside(device, lengths=None) -> bool:
+def viterbi_on_host_alongside(device, lengths: list[int]) -> bool:
     """Whether a GPU batch of the phase grammar (contig ``lengths``) takes its Viterbi path
     from the lean host Viterbi (``genoseg.crf.phase_viterbi``, numba) while the card computes
     the posteriors.
@@ -290,9 +291,6 @@ def viterbi_on_host_alongside(device, lengths=None) -> bool:
 
     if not phase_viterbi.available():
         return False
-    if lengths is None:
-        return True
-    lengths = [int(n) for n in lengths]
     return sum(lengths) / available_cores() <= HOST_VITERBI_KEEPS_UP * max(lengths)
 
 
@@ -419,13 +417,15 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                                           rc_source)
             bar.update(lengths[seqid])
             continue
+        codes = None  # the phase grammar's constraints and the ORF start bonus read them
+        if phase:
+            from genoseg.labels import codons
+
+            codes = [codons.encode(source.genome.fetch(s)) for s in group]
         ems = group_scores(model, source, [(s, lengths[s]) for s in group], device,
-                           rc_source)
-        sequences = None
-        if getattr(model.head, "grammar_name", None) == "phase":
-            sequences = [source.genome.fetch(s) for s in group]
+                           rc_source, codes)
         for seqid, (segments, lp, bp, log_z, vscore, run_labels) in zip(group, decode_batch(
-                model, ems, device, sequences)):
+                model, ems, device, codes)):
             if not np.isfinite(vscore):
                 raise InputError(f"{seqid}: the model's label scheme allows no segmentation of "
                                  "this contig")
@@ -460,7 +460,7 @@ def pack_contigs(lengths: dict[str, int], pack_positions: int) -> list[list[str]
     its longest contig, so the batches together cost the sum of their longest, and filling each
     batch with the longest contigs left keeps that sum smallest. Shortest first, the fly test
     set's 118 kb record had a GPU batch to itself after one whose longest was 48 kb (166 k
-    sequential steps); longest first, it takes the next 25 longest along (128 k steps)."""
+    sequential steps); longest first, it takes the next 25 longest along (122 k steps)."""
     groups, current, longest = [], [], 0
     for seqid in sorted(lengths, key=lambda s: -lengths[s]):
         n = lengths[seqid]

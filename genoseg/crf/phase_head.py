@@ -452,7 +452,12 @@ def _gather_last(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def encode_sequences(seqs: list[str], T: int) -> torch.Tensor:
     """(B, T) uint8 codes of sequences (padded with 4 = N)."""
-    out = np.full((len(seqs), T), codons.NONE, dtype=np.uint8)
-    for b, s in enumerate(seqs):
-        out[b, :len(s)] = codons.encode(s)
+    return pad_codes([codons.encode(s) for s in seqs], T)
+
+
+def pad_codes(codes: list[np.ndarray], T: int) -> torch.Tensor:
+    """(B, T) uint8 batch of sequences' codes (``codons.encode``), padded with 4 = N."""
+    out = np.full((len(codes), T), codons.NONE, dtype=np.uint8)
+    for b, c in enumerate(codes):
+        out[b, :len(c)] = c
     return torch.from_numpy(out)
