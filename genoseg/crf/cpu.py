@@ -427,26 +427,17 @@ class _Sequences:
          max_end) = args
         if emissions.device.type != "cpu":
             raise ValueError("genoseg.crf.cpu runs on CPU tensors only")
-        # The whole batch's shapes and lengths, checked by the reference on a one-position
-        # slice (its value checks then run per sequence, over each one's length).
-        head = lambda x: None if x is None else x[:, :1]  # noqa: E731
-        probe = reference._prepare(emissions[:, :1], transitions, durations, None, init, final,
-                                   head(start_bias), head(end_bias), head(max_end))
+        # The batch's shapes and lengths, and its transitions, durations, init and final, are
+        # checked as the reference checks them (the model inputs by the reference itself, on a
+        # one-position slice); the per-position values are checked per sequence, over its own
+        # length, as each is prepared.
+        probe = reference._prepare(emissions[:, :1] if emissions.dim() == 3 else emissions,
+                                   transitions, durations, None, init, final, None, None, None)
         B, T, C = emissions.shape
         for name, x in (("start_bias", start_bias), ("end_bias", end_bias),
                         ("max_end", max_end)):
-            if x is not None and x.shape != (B, T, C):
-                raise ValueError(f"{name} must be (B, T, C) = {(B, T, C)}, "
-                                 f"got {tuple(x.shape)}")
-        if lengths is None:
-            self.lengths = [T] * B
-        else:
-            lengths = torch.as_tensor(lengths).to(torch.int64)
-            if lengths.shape != (B,):
-                raise ValueError(f"lengths must be (B,) = ({B},), got {tuple(lengths.shape)}")
-            if (lengths < 1).any() or (lengths > T).any():
-                raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
-            self.lengths = lengths.tolist()
+            reference.check_per_position(name, x, B, T, C)
+        self.lengths = reference.checked_lengths(lengths, B, T, "cpu").tolist()
         self.args = args
         self.sequence_inputs = sequence_inputs
         self.B, self.T, self.C, self.K = B, T, C, probe.K

@@ -108,6 +108,25 @@ def _check_finite_or_neg_inf(name: str, x: torch.Tensor) -> None:
         raise ValueError(f"{name} holds NaN or +inf (use -inf for forbidden)")
 
 
+def checked_lengths(lengths, B: int, T: int, device) -> torch.Tensor:
+    """(B,) int64 sequence lengths on ``device``: T each when None, else checked to be (B,)
+    and in [1, T]."""
+    if lengths is None:
+        return torch.full((B,), T, dtype=torch.int64, device=device)
+    lengths = torch.as_tensor(lengths, device=device).to(torch.int64)
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths must be (B,) = ({B},), got {tuple(lengths.shape)}")
+    if (lengths < 1).any() or (lengths > T).any():
+        raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
+    return lengths
+
+
+def check_per_position(name: str, x: torch.Tensor | None, B: int, T: int, C: int) -> None:
+    """A per-position input (emissions, start_bias, end_bias, max_end) must be (B, T, C)."""
+    if x is not None and x.shape != (B, T, C):
+        raise ValueError(f"{name} must be (B, T, C) = {(B, T, C)}, got {tuple(x.shape)}")
+
+
 def _prepare(emissions, transitions, durations, lengths, init, final, start_bias, end_bias,
              max_end) -> _Inputs:
     if emissions.dim() != 3:
@@ -123,21 +142,13 @@ def _prepare(emissions, transitions, durations, lengths, init, final, start_bias
     dtype = _compute_dtype(emissions.dtype)
     device = emissions.device
 
-    if lengths is None:
-        lengths = torch.full((B,), T, dtype=torch.int64, device=device)
-    else:
-        lengths = torch.as_tensor(lengths, device=device).to(torch.int64)
-        if lengths.shape != (B,):
-            raise ValueError(f"lengths must be (B,) = ({B},), got {tuple(lengths.shape)}")
-        if (lengths < 1).any() or (lengths > T).any():
-            raise ValueError(f"lengths must lie in [1, T={T}], got {lengths.tolist()}")
+    lengths = checked_lengths(lengths, B, T, device)
     valid = (torch.arange(T, device=device)[None, :] < lengths[:, None])[..., None]  # (B, T, 1)
 
     def per_position(name, x, fill):
         if x is None:
             return None
-        if x.shape != (B, T, C):
-            raise ValueError(f"{name} must be (B, T, C) = {(B, T, C)}, got {tuple(x.shape)}")
+        check_per_position(name, x, B, T, C)
         x = torch.where(valid, x.to(dtype), torch.full((), fill, dtype=dtype, device=device))
         _check_finite_or_neg_inf(name, x)
         return x.transpose(0, 1).contiguous()
@@ -165,8 +176,7 @@ def _prepare(emissions, transitions, durations, lengths, init, final, start_bias
         me_forbid = first_bad.flip(0).cummin(dim=0).values.flip(0)  # (T, B, C)
     me = None
     if max_end is not None:
-        if max_end.shape != (B, T, C):
-            raise ValueError(f"max_end must be (B, T, C) = {(B, T, C)}, got {tuple(max_end.shape)}")
+        check_per_position("max_end", max_end, B, T, C)
         me = torch.where(valid, max_end.to(torch.int64), torch.full((), T, dtype=torch.int64,
                                                                      device=device))
         me = me.transpose(0, 1)
