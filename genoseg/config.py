@@ -87,6 +87,12 @@ class CRFConfig:
     # phase grammar: intergenic and intron full pieces get no learned per-piece prior score
     # (genoseg.crf.phase_head.PhaseGeneHead's flat_long_runs).
     flat_long_runs: bool = False
+    # phase grammar: order of the codon-periodic coding content model (a 3-periodic Markov chain
+    # against a noncoding one, counted on the training genes when a run starts and saved with
+    # the weights; genoseg.crf.coding_content); 0: none. content_weight: its starting weight
+    # (learnable; a run of 0 steps keeps it).
+    content_order: int = 0
+    content_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -347,6 +353,10 @@ def _validate(cfg: GenosegConfig, source: str) -> None:
          "must lie in [3, max_duration + 2]"),
         (c.grammar == "phase" or not c.flat_long_runs, "crf.flat_long_runs",
          "applies to the phase grammar only (grammar = \"phase\")"),
+        (c.content_order == 0 or c.grammar == "phase", "crf.content_order",
+         "applies to the phase grammar only (grammar = \"phase\")"),
+        (0 <= c.content_order <= 8, "crf.content_order", "must lie in [0, 8]"),
+        (abs(c.content_weight) <= 10.0, "crf.content_weight", "must lie in [-10, 10]"),
         (max(cfg.scheme.min_length) <= c.max_duration, "crf.max_duration",
          f"{c.max_duration} is below a label's min_length ({max(cfg.scheme.min_length)})"),
         (t.window >= 1, "train.window", "must be >= 1"),

@@ -68,7 +68,8 @@ class PhaseGeneHead(nn.Module):
     grammar_name = "phase"
 
     def __init__(self, scheme: LabelScheme, K: int, min_intron: int = 40,
-                 flat_long_runs: bool = False) -> None:
+                 flat_long_runs: bool = False, content_order: int = 0,
+                 content_weight: float = 1.0) -> None:
         super().__init__()
         if scheme.kind != "gene" or tuple(scheme.labels) != GENE_LABELS:
             raise ValueError(f"the phase grammar needs a gene scheme with labels {GENE_LABELS}, "
@@ -126,6 +127,16 @@ class PhaseGeneHead(nn.Module):
         self.dur_coef = nn.Parameter(torch.zeros(2, Cx))
         self.dur_residual = nn.Parameter(torch.zeros(self.K, Cx))
         self.gc_donor = nn.Parameter(torch.zeros(()))
+        # The codon-periodic coding content (genoseg.crf.coding_content), fitted by counting on
+        # the training genes when the run starts (genoseg.training.loop), or None.
+        self.content = None
+        if content_order:
+            from genoseg.crf.coding_content import CodingContent
+
+            self.content = CodingContent(content_order, content_weight)
+            start_col, end_col = g.content_columns()
+            self.register_buffer("content_start", torch.from_numpy(start_col), persistent=False)
+            self.register_buffer("content_end", torch.from_numpy(end_col), persistent=False)
 
     # ------------------------------------------------------------------------------------------
     # Scores
@@ -207,14 +218,21 @@ class PhaseGeneHead(nn.Module):
         sites = torch.cat([sites, sites.new_zeros(B, T, 1)], dim=-1)
         neg = torch.full((), -math.inf, dtype=emissions.dtype, device=dev)
 
-        def bias(ok, gc, channel):
+        content = (None if self.content is None
+                   else self.content.columns(codes.to(dev), dtype=emissions.dtype))
+
+        def bias(ok, gc, channel, content_column):
             score = _gather_last(sites, channel)
             score = score + torch.where(gc, self.gc_donor.to(score.dtype),
                                         torch.zeros((), dtype=score.dtype, device=dev))
+            if content is not None:
+                score = score + _gather_last(content, content_column)
             return torch.where(ok, score, neg)
 
-        return {"start_bias": bias(ok_s, gc_s, self.start_site),
-                "end_bias": bias(ok_e, gc_e, self.end_site), "max_end": max_end}
+        return {"start_bias": bias(ok_s, gc_s, self.start_site,
+                                   getattr(self, "content_start", None)),
+                "end_bias": bias(ok_e, gc_e, self.end_site, getattr(self, "content_end", None)),
+                "max_end": max_end}
 
     # ------------------------------------------------------------------------------------------
     # Training
@@ -415,7 +433,8 @@ class PhaseGeneHead(nn.Module):
     def extra_repr(self) -> str:
         return (f"grammar='phase', classes={self.C}, states={self.C_expanded}, K={self.K}, "
                 f"min_intron={self.grammar.min_intron}"
-                + (", flat_long_runs=True" if self.flat_long_runs else ""))
+                + (", flat_long_runs=True" if self.flat_long_runs else "")
+                + (f", content_order={self.content.order}" if self.content is not None else ""))
 
 
 def run_end_posterior(start_post: torch.Tensor, end_post: torch.Tensor, lengths: torch.Tensor,

@@ -46,10 +46,12 @@ def _jit(fn):
 
 @_jit
 def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, c_gc_e, c_me,
-             site_s, site_e, pred_ptr, pred_idx, pred_w, dur, init, final, gc_score, K, bp_d,
-             bp_prev):
+             site_s, site_e, content, cont_s, cont_e, pred_ptr, pred_idx, pred_w, dur, init, final,
+             gc_score, K, bp_d, bp_prev):
     """bp_d (T + 1, C): best duration of a segment ending at u; bp_prev (T, C): best
-    predecessor of a segment starting at s (both zero-filled, uint8/uint16, from the caller)."""
+    predecessor of a segment starting at s (both zero-filled, uint8/uint16, from the caller).
+    ``content`` (T, n) with cont_s / cont_e (C,): the coding-content bias columns (a single
+    zero column and zero indices without a content model)."""
     T = S.shape[0] - 1
     C = cls.shape[0]
     R = K + 1
@@ -75,7 +77,7 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
                         arg = pred_idx[k]
             if best == NEG or not ok_s[t, c_ok_s[c]]:
                 continue
-            w = best + sites[t, site_s[c]] - S[t, cls[c]]
+            w = best + sites[t, site_s[c]] + content[t, cont_s[c]] - S[t, cls[c]]
             if gc_s[t, c_gc_s[c]]:
                 w += gc_score
             bp_prev[t, c] = arg
@@ -110,7 +112,7 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
                         best = v
                         bd = u - s
             if best > NEG:
-                v = best + S[u, cls[c]] + sites[t, site_e[c]]
+                v = best + S[u, cls[c]] + sites[t, site_e[c]] + content[t, cont_e[c]]
                 if gc_e[t, c_gc_e[c]]:
                     v += gc_score
                 nxt[c] = v
@@ -174,6 +176,14 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     me = np.minimum(cols["max_end"], T).astype(np.int32)
     del cols
     index = g.column_index()
+    if head.content is not None:  # float32, as on the dense paths: 52 bytes a base
+        x = torch.from_numpy(np.asarray(codes, dtype=np.uint8))[None]
+        with torch.no_grad():
+            content = head.content.columns(x)[0].numpy()
+        cont_s, cont_e = head.content_start.cpu().numpy(), head.content_end.cpu().numpy()
+    else:
+        content = np.zeros((max(T, 1), 1), dtype=np.float32)
+        cont_s = cont_e = np.zeros(g.C, dtype=np.int64)
     with torch.no_grad():
         inputs = {k: v.detach().double().cpu().numpy() for k, v in head.crf_inputs(complete_genes).items()}
     trans = inputs["transitions"]
@@ -182,7 +192,8 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     score, rows = _viterbi(
         S, sites, ok_s, ok_e, gc_s, gc_e, me, g.class_of(),
         index["start_ok"], index["end_ok"], index["start_gc"], index["end_gc"], index["max_end"],
-        head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), pred_ptr, pred_idx, pred_w,
+        head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), content, cont_s, cont_e,
+        pred_ptr, pred_idx, pred_w,
         inputs["durations"], inputs["init"], inputs["final"], float(head.gc_donor.detach()),
         head.K, np.zeros((T + 1, g.C), dtype=np.uint8 if head.K < 256 else np.uint16),
         np.zeros((T, g.C), dtype=np.uint8 if g.C <= 256 else np.uint16))

@@ -383,6 +383,45 @@ class PhaseGrammar:
                        dtype=np.int64)
         return start, end
 
+    def codon_positions(self) -> dict[int, tuple[str, int, int]]:
+        """Exon state -> (strand, q_start, q_end): the codon position (0, 1, 2, read 5' -> 3'
+        on the strand) of the state's first base (genome-left), and the one the base right
+        after its last base would have if the reading went on. Every exon state fixes both:
+        its pieces keep the run's frame (full pieces and the codon head are multiples of 3),
+        and a last piece's length mod 3 is its label's.
+
+        On + the run's left end is its 5' end: a piece starts at the run's entry phase (the
+        family's ``frame``; 0 after a start codon), a last piece at its label's entry phase
+        and it ends at its exit phase. On - codon positions grow leftwards: the run's right
+        end (its last piece's) is the 5' base at the label's entry phase, and its left end,
+        where the pieces begin, is at (exit - 1) mod 3 (2 after a stop codon head)."""
+        out = {}
+        for c, st in enumerate(self.states):
+            if st.cls not in (1, 3):
+                continue
+            if st.role == "last":
+                lab = BY_NAME[st.name]
+                q = ((lab.entry, lab.exit) if st.strand == "+"
+                     else ((lab.exit - 1) % 3, (lab.entry - 1) % 3))
+            elif st.strand == "+":
+                q = (st.frame, st.frame)
+            else:
+                q = ((st.frame - 1) % 3,) * 2
+            out[c] = (st.strand, *q)
+        return out
+
+    def content_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """((C,), (C,)) int64: the ``coding_content`` column added to each state's start_bias
+        and end_bias (0: none; only exon states take one)."""
+        from genoseg.crf.coding_content import column_of
+
+        start = np.zeros(self.C, dtype=np.int64)
+        end = np.zeros(self.C, dtype=np.int64)
+        for c, (strand, q_start, q_end) in self.codon_positions().items():
+            start[c] = column_of(strand, "start", q_start)
+            end[c] = column_of(strand, "end", q_end)
+        return start, end
+
 
 def last_piece_min(lab: PhaseLabel) -> int:
     """Shortest last piece of an exon label. An exon whose right end is a codon keeps the whole

@@ -19,7 +19,9 @@ class SegmentationModel(nn.Module):
             from genoseg.crf.phase_head import PhaseGeneHead
 
             self.head = PhaseGeneHead(config.scheme, K=config.K, min_intron=config.crf.min_intron,
-                                      flat_long_runs=config.crf.flat_long_runs)
+                                      flat_long_runs=config.crf.flat_long_runs,
+                                      content_order=config.crf.content_order,
+                                      content_weight=config.crf.content_weight)
             n_outputs = self.head.n_outputs
         else:
             self.head = SemiCRFHead(config.scheme, K=config.K,

@@ -16,7 +16,7 @@ import numpy as np
 
 from genoseg.errors import InputError
 from genoseg.inputs import InputSource
-from genoseg.labels.scheme import LabelScheme
+from genoseg.labels.scheme import GENE_LABELS, LabelScheme
 
 log = logging.getLogger(__name__)
 
@@ -206,3 +206,30 @@ def make_batch(source: InputSource, labels: dict[str, np.ndarray],
         y[b, :n] = labels[seqid][s:e]
         lengths[b] = n
     return x, y, lengths
+
+
+def content_records(source: InputSource, annotation: str | os.PathLike,
+                    labels: dict[str, np.ndarray], regions: list[Region]):
+    """What ``genoseg.crf.coding_content.fit`` counts, per training region: (codes, [(strand,
+    CDS positions, codon positions)], noncoding positions), positions relative to the region.
+    Coding bases come from the annotation's CDS (with their codon positions), noncoding ones
+    from the gold labels (intergenic and intron classes of a gene scheme)."""
+    from genoseg.crf.coding_content import transcript_codon_positions
+    from genoseg.io.gff3 import read_gene_models
+    from genoseg.labels import codons
+
+    wanted = {r.seqid for r in regions}
+    by_seq: dict[str, list] = {}
+    for tx in read_gene_models(annotation, seqids=wanted):
+        by_seq.setdefault(tx.seqid, []).append(tx)
+    for r in regions:
+        codes = codons.encode(source.genome.fetch(r.seqid, r.start, r.end))
+        cds = []
+        for tx in by_seq.get(r.seqid, []):
+            pos, rs = transcript_codon_positions(tx, source.lengths[r.seqid])
+            keep = (pos >= r.start) & (pos < r.end)
+            cds.append((tx.strand, pos[keep] - r.start, rs[keep]))
+        y = labels[r.seqid][r.start:r.end]
+        noncoding = np.flatnonzero(np.isin(y, [GENE_LABELS.index(name) for name in (
+            "intergenic", "intron+", "intron-")])).astype(np.int64)
+        yield codes, cds, noncoding

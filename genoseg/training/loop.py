@@ -136,12 +136,27 @@ def _initial_weights(model, init_from: str) -> dict:
 
     source, meta = load_model(init_from)
     try:
-        model.load_state_dict(source.state_dict())
+        # A coding content model (its table is fitted afresh anyway) may be new in this config.
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("head.content.") for k in missing):
+            raise RuntimeError
     except RuntimeError:
         raise GenosegError(f"--init-from {init_from}: its architecture differs from this config's "
                            "(encoder or CRF head sizes)") from None
     return {"path": meta["path"], "weights_sha256": meta.get("weights_sha256"),
             "steps": (meta.get("metrics") or {}).get("steps")}
+
+
+def _fit_content(content, source, annotation, labels, regions) -> None:
+    """Count the coding content model's table on the training regions (never the validation
+    ones), deterministically: a resumed or repeated run fits the same table."""
+    from genoseg.crf.coding_content import fit
+    from genoseg.training.data import content_records
+
+    llr, bases = fit(content_records(source, annotation, labels, regions), content.order)
+    content.llr.copy_(torch.from_numpy(llr))
+    log.info("coding content model (order %d) fitted on %d coding and %d noncoding bases",
+             content.order, bases["coding"], bases["noncoding"])
 
 
 def _lr_factor(step: int, total: int, warmup: int = 50) -> float:
@@ -274,6 +289,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
 
     model = build_network(cfg)
     init = _initial_weights(model, init_from) if init_from else None
+    if getattr(model.head, "content", None) is not None:
+        _fit_content(model.head.content, source, inputs.annotation, labels, train_regions)
     model.to(device)
     model.train()
     averaged = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
