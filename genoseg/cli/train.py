@@ -73,7 +73,7 @@ def train(genome, annotation, config_path, tracks, bams, min_mapq, bam_stranded,
                                             parse_sequences(val_sequences, "--val-sequences")),
                         out_dir, command=command, status=status, progress=not quiet,
                         backend=backend, init_from=init_from)
-    best = metrics.get("best_validation") or {}
-    click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; validation nll/base "
-               f"{best.get('val_nll_per_base', float('nan')):.4f}, accuracy "
-               f"{best.get('val_accuracy', float('nan')):.4f})", err=True)
+    best = metrics.get("best_validation")
+    judged = (f"validation nll/base {best['val_nll_per_base']:.4f}, accuracy "
+              f"{best['val_accuracy']:.4f}" if best else "no validation records")
+    click.echo(f"genoseg: wrote model to {out_dir} ({metrics['steps']} steps; {judged})", err=True)

@@ -391,6 +391,8 @@ def _train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike,
             state["train_loss"] = running
             save_checkpoint()
     bar.close()
+    if state["best"] is None and state["step"] == tc.steps:
+        validate()  # no step ran (--steps 0, e.g. only a content model fitted): judge it as is
     if state["impossible"]:
         log.warning("%d training windows had a labelling the label scheme forbids and were "
                     "skipped", state["impossible"])

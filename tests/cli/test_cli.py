@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -1451,6 +1452,46 @@ def test_train_init_from_starts_from_a_models_weights(mini, tiny_model, tmp_path
                                     "-o", tmp_path / "bad", "--init-from", tiny_model)
     assert "architecture differs" in assert_one_line_error(code, stdout, stderr)
     assert not (tmp_path / "bad").exists()
+
+
+def test_coding_content_is_fitted_onto_a_model_without_it(mini, tmp_path):
+    """--init-from a phase model without a content model, [crf] content_order set, --steps 0:
+    the table is counted on the training records, every other weight is kept, the written model
+    is judged on the validation records, and it annotates."""
+    import torch
+
+    text = (REPO / "configs/models/tiny_phase_test.toml").read_text().replace(
+        'file = "../schemes/', f'file = "{REPO}/configs/schemes/')
+    plain, content = tmp_path / "plain.toml", tmp_path / "content.toml"
+    plain.write_text(text)
+    content.write_text(text.replace("[crf]\n", "[crf]\ncontent_order = 2\ncontent_weight = 0.5\n"))
+    invoke("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", plain, "-o", tmp_path / "p",
+           "-q", "--steps", "2")
+    code, stdout, stderr = run_main("train", "-g", mini["fa"], "-a", mini["gff3"], "-c", content,
+                                    "-o", tmp_path / "c", "-q", "--steps", "0",
+                                    "--init-from", tmp_path / "p")
+    assert code == 0, stderr
+    assert re.search(r"0 steps; validation nll/base \d", stderr), stderr
+    before = torch.load(tmp_path / "p" / "weights.pt", weights_only=True)
+    after = torch.load(tmp_path / "c" / "weights.pt", weights_only=True)
+    assert set(after) - set(before) == {"head.content.llr", "head.content.weight"}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert float(after["head.content.weight"]) == 0.5
+    llr = after["head.content.llr"]
+    assert llr.shape == (3, 4 ** 3) and torch.isfinite(llr).all() and llr.abs().max() > 0.1
+    out = tmp_path / "pred.gff3"
+    invoke("annotate", mini["fa"], "-m", tmp_path / "c", "-o", out, "-q")
+    check_gff3(out, fasta_lengths(mini["fa"]))
+
+
+def test_coding_content_needs_the_phase_grammar(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY_CONFIG.read_text().replace('file = "../schemes/',
+                                                   f'file = "{REPO}/configs/schemes/')
+                   .replace("[crf]\n", "[crf]\ncontent_order = 4\n"))
+    code, stdout, stderr = run_main("train", "-g", "x.fa", "-a", "x.gff3", "-c", bad,
+                                    "-o", tmp_path / "m")
+    assert "content_order" in assert_one_line_error(code, stdout, stderr)
 
 
 def test_flat_long_runs_needs_the_phase_grammar(tmp_path):
