@@ -320,7 +320,8 @@ def _host_viterbi_device_posteriors(model, emissions: list[torch.Tensor], em: to
     with ThreadPoolExecutor(max_workers=1) as pool:
         viterbi = pool.submit(map_sequences, one, len(lens))
         cons = head.constraints(em, codes, lengths_d, columns)
-        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, constraints=cons,
+        label_post, boundary_post, log_z = head.posteriors(em, lengths_d, codes=codes,
+                                                           constraints=cons,
                                                            complete_genes=complete)
         found = viterbi.result()
     scores = torch.tensor([f[0] for f in found], dtype=torch.float64)

@@ -10,8 +10,11 @@ inputs only, exactly:
 - per strand, the log-likelihood ratio ``c(t, r)`` of base t under the coding chain at codon
   position r against a noncoding chain (introns and intergenic bases), each conditioned on the
   ``order`` bases before t on that strand;
-- only its *frame contrast* ``d(t, r) = c(t, r) - mean_r c(t, r)`` is used: the encoder's exon
-  column already says how coding-like a base is; what it lacks is the frame;
+- it is split in two: the mean over codon positions ``m(t) = mean_r c(t, r)`` is added to the
+  exon emissions (``mean_scores``); the *frame contrast* ``d(t, r) = c(t, r) - m(t)`` needs the
+  segment's frame. (The contrast alone is not enough: the best of three frames of any stretch
+  has a positive contrast, so without m, which is about -0.14 nats a noncoding fly base, random
+  stretches gain by being called exons.)
 - an exon segment [s, e) whose first base has codon position q reads positions
   r(t) = (t - s + q) mod 3 (+ strand) or (q + s - t) mod 3 (- strand), so with per-offset tracks
   g_a(t) = d(t, (t - a) mod 3) and their prefix sums G_a, its score is G_a(e) - G_a(s) with
@@ -124,13 +127,25 @@ class CodingContent(nn.Module):
         self.register_buffer("llr", torch.zeros(3, 4 ** (self.order + 1)))
         self.weight = nn.Parameter(torch.tensor(float(weight)))
 
+    def _llr(self, codes: torch.Tensor, strand: str) -> torch.Tensor:
+        """(B, T, 3) float32: c(t, r), 0 where the base or its context is not ACGT."""
+        index, valid = strand_indices(codes, self.order, strand)
+        c = self.llr[:, index].permute(1, 2, 0)
+        return torch.where(valid[..., None], c, torch.zeros((), dtype=c.dtype, device=c.device))
+
+    def mean_scores(self, codes: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """(B, T, 2): the weighted mean over codon positions of c(t, r), on + and on -: what the
+        frame contrast leaves out, added to the exon class emissions (an emission, not a bias:
+        its prefix sums drift by about -0.14 nats a noncoding base, which the kernels' own
+        zero-centred emission sums absorb and float32 bias columns could not)."""
+        mean = torch.stack([self._llr(codes, s).mean(dim=-1) for s in "+-"], dim=-1)
+        return self.weight.to(dtype) * mean.to(dtype)
+
     def frame_contrast(self, codes: torch.Tensor, strand: str) -> torch.Tensor:
         """(B, T, 3) float32: d(t, r), the LLR at codon position r minus its mean over r (0 where
         the base or its context is not ACGT)."""
-        index, valid = strand_indices(codes, self.order, strand)
-        c = self.llr[:, index].permute(1, 2, 0)  # (B, T, 3)
-        d = c - c.mean(dim=-1, keepdim=True)
-        return torch.where(valid[..., None], d, torch.zeros((), dtype=d.dtype, device=d.device))
+        c = self._llr(codes, strand)
+        return c - c.mean(dim=-1, keepdim=True)
 
     def columns(self, codes: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
         """(B, T, N_COLUMNS): the weighted bias columns (``column_of``) of the sequences."""

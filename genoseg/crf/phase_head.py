@@ -166,6 +166,20 @@ class PhaseGeneHead(nn.Module):
         """(B, T, n_outputs) network output -> (B, T, C') state emissions."""
         return emissions[..., self.class_of]
 
+    def with_content(self, emissions: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        """The network's output plus the coding content's mean score in the exon columns
+        (``CodingContent.mean_scores``); the output itself without a content model. Every
+        public method applies it once, before anything reads the class emissions."""
+        if self.content is None:
+            return emissions
+        if codes is None:
+            raise TypeError("a phase head with a coding content model needs codes=")
+        mean = self.content.mean_scores(codes.to(emissions.device), dtype=emissions.dtype)
+        delta = emissions.new_zeros(emissions.shape)
+        delta[..., GENE_LABELS.index("exon+")] = mean[..., 0]
+        delta[..., GENE_LABELS.index("exon-")] = mean[..., 1]
+        return emissions + delta
+
     def sequence_columns(self, codes: torch.Tensor, lengths) -> list[dict]:
         """Each sequence's distinct constraint columns (``PhaseGrammar.sequence_columns`` of
         its codes, cut at its length): what ``constraints`` gathers per state, and what the
@@ -254,6 +268,7 @@ class PhaseGeneHead(nn.Module):
             raise ValueError(f"labels must lie in [-1, C={self.C}) at valid positions")
         if relax_cut_runs:
             labels = _relax_cut_runs(labels, lengths, self.relax_length)
+        emissions = self.with_content(emissions, codes)
         cons = self.constraints(emissions, codes, lengths)
         seq_max_end = cons.pop("max_end")
         gold_max_end = torch.minimum(
@@ -311,6 +326,7 @@ class PhaseGeneHead(nn.Module):
         B, T, _ = self._check(emissions)
         lengths = self._lengths(lengths, B, T, emissions.device)
         cons = self._constraints_for(emissions, codes, lengths, constraints)
+        emissions = self.with_content(emissions, codes)
         scores, paths = crf.semicrf_viterbi(self.expand(emissions), lengths=lengths,
                                             **self.crf_inputs(complete_genes), **cons)
         runs = [self._runs(p, int(L), _codes_row(codes, b, int(L)))
@@ -363,7 +379,7 @@ class PhaseGeneHead(nn.Module):
         lengths = self._lengths(lengths, B, T, emissions.device)
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
         with torch.enable_grad():
-            em = emissions.detach().requires_grad_(True)
+            em = self.with_content(emissions, codes).detach().requires_grad_(True)
             cons = self._constraints_for(em.detach(), codes, lengths, constraints)
             sb = cons.pop("start_bias").detach().clone().requires_grad_(True)
             eb = cons.pop("end_bias").detach().clone().requires_grad_(True)
@@ -397,11 +413,12 @@ class PhaseGeneHead(nn.Module):
                                                    with_labels=True, constraints=cons,
                                                    complete_genes=complete_genes)
             return (scores, rows, run_labels,
-                    *self.posteriors(emissions, lengths, constraints=cons,
+                    *self.posteriors(emissions, lengths, codes=codes, constraints=cons,
                                      complete_genes=complete_genes))
         from genoseg.crf import cpu
 
         inputs = {k: v.detach() for k, v in self.crf_inputs(complete_genes).items()}
+        emissions = self.with_content(emissions, codes)
 
         def one_sequence(b):  # its emissions and constraints, cut at its length
             L = int(lengths[b])

@@ -164,6 +164,10 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
         raise RuntimeError("the lean phase Viterbi needs numba")
     g = head.grammar
     T = emissions.shape[0]
+    if head.content is not None:  # its mean score goes into the exon emissions
+        with torch.no_grad():
+            emissions = head.with_content(emissions.detach().cpu()[None],
+                                          torch.from_numpy(np.asarray(codes, np.uint8))[None])[0]
     em = emissions.detach().to(torch.float64).cpu().numpy()
     S = np.zeros((T + 1, 5))
     np.cumsum(em[:, :5], axis=0, out=S[1:])

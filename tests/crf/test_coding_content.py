@@ -77,9 +77,10 @@ def test_fit_counts_coding_bases_by_codon_position():
     assert pos[:3].tolist() == [12, 11, 10] and r[:3].tolist() == [0, 1, 2]
 
 
-def test_content_columns_add_each_exons_frame_contrast_at_its_codon_positions():
-    """Σ over a decoded path's exon segments of the content's start + end bias equals Σ over
-    its genes' CDS bases of d(t, r(t)), r from the GFF3 route, on both strands."""
+def test_content_adds_each_exons_log_likelihood_ratio_at_its_codon_positions():
+    """On a decoded path, the content's bias columns add Σ of the frame contrast d(t, r(t)) and
+    its exon emissions the mean m(t), together Σ c(t, r(t)) over its genes' CDS bases, with r
+    from the GFF3 route (``transcript_codon_positions``), on both strands."""
     rng = np.random.default_rng(5)
     T = 1000
     seqs = _gene_rich(rng, 3, T)
@@ -95,29 +96,38 @@ def test_content_columns_add_each_exons_frame_contrast_at_its_codon_positions():
         emissions[..., 3] += 1.0
         with torch.no_grad():
             with_content = head.constraints(emissions, codes, lengths)
+            scored = head.with_content(emissions, codes)
             head.content.weight.zero_()
             without = head.constraints(emissions, codes, lengths)
+            assert torch.equal(head.with_content(emissions, codes), emissions)
             head.content.weight.fill_(1.0)
+            llr = {s: head.content._llr(codes, s) for s in "+-"}
             contrast = {s: head.content.frame_contrast(codes, s) for s in "+-"}
             _, paths = reference.semicrf_viterbi(
-                head.expand(emissions), lengths=lengths,
+                head.expand(scored), lengths=lengths,
                 **head.crf_inputs(complete_genes=True), **with_content)
             _, rows, labels = head.decode(emissions, codes=codes, with_labels=True,
                                           complete_genes=True)
+        emission_gain = (scored - emissions)[..., :5].cumsum(dim=1)
+        emission_gain = torch.nn.functional.pad(emission_gain, (0, 0, 1, 0))
         for b in range(3):
-            extra = 0.0
+            bias, mean = 0.0, 0.0
             for s, e, c in paths[b].tolist():
-                extra += float(with_content["start_bias"][b, s, c] - without["start_bias"][b, s, c])
-                extra += float(with_content["end_bias"][b, e - 1, c]
-                               - without["end_bias"][b, e - 1, c])
-                if g.states[c].cls in (1, 3):
+                bias += float(with_content["start_bias"][b, s, c] - without["start_bias"][b, s, c])
+                bias += float(with_content["end_bias"][b, e - 1, c]
+                              - without["end_bias"][b, e - 1, c])
+                k = g.states[c].cls
+                mean += float(emission_gain[b, e, k] - emission_gain[b, s, k])
+                if k in (1, 3):
                     used.add(c)
-            direct = 0.0
+            direct_contrast, direct = 0.0, 0.0
             for tx in complete_transcripts(rows[b].numpy(), labels[b], "s"):
                 n_genes += 1
                 pos, r = transcript_codon_positions(tx, T)
-                direct += float(contrast[tx.strand][b, pos, r].sum())
-            assert extra == pytest.approx(direct, abs=1e-6)
+                direct_contrast += float(contrast[tx.strand][b, pos, r].sum())
+                direct += float(llr[tx.strand][b, pos, r].sum())
+            assert bias == pytest.approx(direct_contrast, abs=1e-6)
+            assert bias + mean == pytest.approx(direct, abs=1e-6)
     assert n_genes >= 10
     exon_states = [c for c, st in enumerate(head.grammar.states) if st.cls in (1, 3)]
     assert len(used) >= len(exon_states) // 2, (len(used), len(exon_states))
@@ -180,3 +190,22 @@ def test_columns_are_float32_safe_on_long_sequences():
         single = content.columns(codes, dtype=torch.float32)
     assert float(cols.abs().max()) < 2e4
     assert float((cols - single.double()).abs().max()) < 1e-3
+
+
+def test_training_learns_the_content_weight():
+    """The weight is a parameter of the likelihood: nll gives it a finite, non-zero gradient,
+    and the table (counted, not trained) none."""
+    rng = np.random.default_rng(4)
+    T = 300
+    seqs = _gene_rich(rng, 2, T)
+    codes = encode_sequences(seqs, T)
+    head = _content_head(seed=1)
+    emissions = torch.randn(2, T, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(2))
+    labels = torch.zeros(2, T, dtype=torch.int64)  # all intergenic: a possible labelling
+    nll, ok = head.nll(emissions, labels, codes=codes)
+    assert ok.all()
+    nll.sum().backward()
+    grad = head.content.weight.grad
+    assert grad is not None and torch.isfinite(grad) and float(grad.abs()) > 1e-6
+    assert not head.content.llr.requires_grad
