@@ -93,20 +93,24 @@ def test_head_on_kernels_matches_head_on_reference(monkeypatch):
     _assert_same(ker, ref)
 
 
-def test_phase_head_on_kernels_matches_head_on_reference(monkeypatch):
+@pytest.mark.parametrize("content_order", [0, 2])
+def test_phase_head_on_kernels_matches_head_on_reference(monkeypatch, content_order):
     """The 80-state phase grammar (more states than one 64-wide tile) with sequence-derived
-    constraints, learned site scores and tiled exons and introns."""
+    constraints, learned site scores and tiled exons and introns; with a coding content model
+    too (its bias columns and exon emissions, and its weight's gradient)."""
     import genoseg_kernels.api as gk
     import numpy as np
 
     from genoseg.crf.phase_head import PhaseGeneHead, encode_sequences
 
     scheme = load_scheme(SCHEMES / "gene_basic.toml")
-    head = PhaseGeneHead(scheme, K=12, min_intron=10).to(DEVICE)
+    head = PhaseGeneHead(scheme, K=12, min_intron=10, content_order=content_order).to(DEVICE)
     gen = torch.Generator().manual_seed(6)
     with torch.no_grad():
         for p in head.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        if content_order:
+            head.content.llr.copy_(torch.randn(head.content.llr.shape, generator=gen))
     # + gene ATG AAA G|GTAAGTTTAG|CT TAA ..., then its reverse complement further on.
     gene = "ATGAAAGGTAAGTTTAGCTTAA"
     rc = gene.translate(str.maketrans("ACGT", "TGCA"))[::-1]
