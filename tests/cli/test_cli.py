@@ -1484,21 +1484,12 @@ def test_coding_content_is_fitted_onto_a_model_without_it(mini, tmp_path):
     check_gff3(out, fasta_lengths(mini["fa"]))
 
 
-def test_coding_content_needs_the_phase_grammar(tmp_path):
+@pytest.mark.parametrize("line", ["flat_long_runs = true", "content_order = 4"])
+def test_phase_grammar_options_need_the_phase_grammar(tmp_path, line):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY_CONFIG.read_text().replace('file = "../schemes/',
                                                    f'file = "{REPO}/configs/schemes/')
-                   .replace("[crf]\n", "[crf]\ncontent_order = 4\n"))
+                   .replace("[crf]\n", f"[crf]\n{line}\n"))
     code, stdout, stderr = run_main("train", "-g", "x.fa", "-a", "x.gff3", "-c", bad,
                                     "-o", tmp_path / "m")
-    assert "content_order" in assert_one_line_error(code, stdout, stderr)
-
-
-def test_flat_long_runs_needs_the_phase_grammar(tmp_path):
-    bad = tmp_path / "bad.toml"
-    bad.write_text(TINY_CONFIG.read_text().replace('file = "../schemes/',
-                                                   f'file = "{REPO}/configs/schemes/')
-                   .replace("[crf]\n", "[crf]\nflat_long_runs = true\n"))
-    code, stdout, stderr = run_main("train", "-g", "x.fa", "-a", "x.gff3", "-c", bad,
-                                    "-o", tmp_path / "m")
-    assert "flat_long_runs" in assert_one_line_error(code, stdout, stderr)
+    assert line.split()[0] in assert_one_line_error(code, stdout, stderr)

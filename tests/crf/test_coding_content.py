@@ -34,6 +34,19 @@ def _content_head(K=24, order=2, seed=0):
     return head
 
 
+def _problem(seed, n, T, head_seed, emission_seed, favour_exons=True):
+    """(head, codes, emissions): n gene-rich sequences of length T, a content head with random
+    scores, and random emissions (favouring exons, so that genes are decoded)."""
+    codes = encode_sequences(_gene_rich(np.random.default_rng(seed), n, T), T)
+    head = _content_head(seed=head_seed)
+    emissions = torch.randn(n, T, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(emission_seed))
+    if favour_exons:
+        emissions[..., 1] += 1.0
+        emissions[..., 3] += 1.0
+    return head, codes, emissions
+
+
 def _gene_rich(rng, n, T):
     seqs = []
     for _ in range(n):
@@ -134,15 +147,10 @@ def test_content_adds_each_exons_log_likelihood_ratio_at_its_codon_positions():
 
 
 def test_content_weight_zero_is_the_model_without_content():
-    rng = np.random.default_rng(1)
-    T = 400
-    seqs = _gene_rich(rng, 2, T)
-    codes = encode_sequences(seqs, T)
-    head = _content_head()
+    head, codes, emissions = _problem(1, 2, 400, head_seed=0, emission_seed=0,
+                                      favour_exons=False)
     plain = PhaseGeneHead(SCHEME, K=24, min_intron=12).double()
     plain.load_state_dict(head.state_dict(), strict=False)
-    emissions = torch.randn(2, T, head.n_outputs, dtype=torch.float64,
-                            generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         head.content.weight.zero_()
         a = head.decode(emissions, codes=codes)
@@ -155,15 +163,7 @@ def test_lean_host_viterbi_takes_the_content_too():
 
     if not phase_viterbi.available():
         pytest.skip("numba missing")
-    rng = np.random.default_rng(2)
-    T = 700
-    seqs = _gene_rich(rng, 2, T)
-    codes = encode_sequences(seqs, T)
-    head = _content_head(seed=3)
-    emissions = torch.randn(2, T, head.n_outputs, dtype=torch.float64,
-                            generator=torch.Generator().manual_seed(1))
-    emissions[..., 1] += 1.0
-    emissions[..., 3] += 1.0
+    head, codes, emissions = _problem(2, 2, 700, head_seed=3, emission_seed=1)
     with torch.no_grad():
         scores, rows = head.decode(emissions, codes=codes, complete_genes=True)
         head.content.weight.zero_()
@@ -195,13 +195,8 @@ def test_columns_are_float32_safe_on_long_sequences():
 def test_training_learns_the_content_weight():
     """The weight is a parameter of the likelihood: nll gives it a finite, non-zero gradient,
     and the table (counted, not trained) none."""
-    rng = np.random.default_rng(4)
     T = 300
-    seqs = _gene_rich(rng, 2, T)
-    codes = encode_sequences(seqs, T)
-    head = _content_head(seed=1)
-    emissions = torch.randn(2, T, head.n_outputs, dtype=torch.float64,
-                            generator=torch.Generator().manual_seed(2))
+    head, codes, emissions = _problem(4, 2, T, head_seed=1, emission_seed=2, favour_exons=False)
     labels = torch.zeros(2, T, dtype=torch.int64)  # all intergenic: a possible labelling
     nll, ok = head.nll(emissions, labels, codes=codes)
     assert ok.all()
