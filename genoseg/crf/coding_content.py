@@ -20,8 +20,7 @@ inputs only, exactly:
   g_a(t) = d(t, (t - a) mod 3) and their prefix sums G_a, its score is G_a(e) - G_a(s) with
   a = (s - q) mod 3. The first term depends only on (s, state), the second only on (e, state)
   (every exon state fixes its length mod 3), so they are a ``start_bias`` and an ``end_bias``
-  column: ``columns`` builds the 12 of them, ``PhaseGrammar.content_columns`` says which state
-  takes which.
+  column: ``columns`` builds the 12 of them, ``state_columns`` says which state takes which.
 
 The prefix sums are a random walk (the contrast has no drift between frames), a few thousand at
 most over a chromosome, so float32 biases keep it to about 1e-4 nats.
@@ -40,6 +39,18 @@ def column_of(strand: str, at: str, q: int) -> int:
     """Content column of a state whose codon position is q at its first base (``at`` "start")
     or at the base after its last one (``at`` "end")."""
     return 1 + 6 * (strand == "-") + 3 * (at == "end") + q % 3
+
+
+def state_columns(grammar) -> tuple[np.ndarray, np.ndarray]:
+    """((C,), (C,)) int64: the column added to each state's start_bias and end_bias, from the
+    codon positions a ``PhaseGrammar`` state fixes at its ends (``codon_positions``); 0 (none)
+    for all but the exon states."""
+    start = np.zeros(grammar.C, dtype=np.int64)
+    end = np.zeros(grammar.C, dtype=np.int64)
+    for c, (strand, q_start, q_end) in grammar.codon_positions().items():
+        start[c] = column_of(strand, "start", q_start)
+        end[c] = column_of(strand, "end", q_end)
+    return start, end
 
 
 def strand_indices(codes: torch.Tensor, order: int, strand: str

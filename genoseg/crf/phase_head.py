@@ -131,10 +131,10 @@ class PhaseGeneHead(nn.Module):
         # the training genes when the run starts (genoseg.training.loop), or None.
         self.content = None
         if content_order:
-            from genoseg.crf.coding_content import CodingContent
+            from genoseg.crf.coding_content import CodingContent, state_columns
 
             self.content = CodingContent(content_order, content_weight)
-            start_col, end_col = g.content_columns()
+            start_col, end_col = state_columns(g)
             self.register_buffer("content_start", torch.from_numpy(start_col), persistent=False)
             self.register_buffer("content_end", torch.from_numpy(end_col), persistent=False)
 

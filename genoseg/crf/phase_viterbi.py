@@ -164,10 +164,17 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
         raise RuntimeError("the lean phase Viterbi needs numba")
     g = head.grammar
     T = emissions.shape[0]
-    if head.content is not None:  # its mean score goes into the exon emissions
+    if head.content is not None:
+        # Its mean score goes into the exon emissions, its frame contrast into bias columns
+        # (float32, as on the dense paths: 52 bytes a base).
+        x = torch.from_numpy(np.asarray(codes, dtype=np.uint8))[None]
         with torch.no_grad():
-            emissions = head.with_content(emissions.detach().cpu()[None],
-                                          torch.from_numpy(np.asarray(codes, np.uint8))[None])[0]
+            emissions = head.with_content(emissions.detach().cpu()[None], x)[0]
+            content = head.content.columns(x)[0].numpy()
+        cont_s, cont_e = head.content_start.cpu().numpy(), head.content_end.cpu().numpy()
+    else:
+        content = np.zeros((max(T, 1), 1), dtype=np.float32)
+        cont_s = cont_e = np.zeros(g.C, dtype=np.int64)
     em = emissions.detach().to(torch.float64).cpu().numpy()
     S = np.zeros((T + 1, 5))
     np.cumsum(em[:, :5], axis=0, out=S[1:])
@@ -180,14 +187,6 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     me = np.minimum(cols["max_end"], T).astype(np.int32)
     del cols
     index = g.column_index()
-    if head.content is not None:  # float32, as on the dense paths: 52 bytes a base
-        x = torch.from_numpy(np.asarray(codes, dtype=np.uint8))[None]
-        with torch.no_grad():
-            content = head.content.columns(x)[0].numpy()
-        cont_s, cont_e = head.content_start.cpu().numpy(), head.content_end.cpu().numpy()
-    else:
-        content = np.zeros((max(T, 1), 1), dtype=np.float32)
-        cont_s = cont_e = np.zeros(g.C, dtype=np.int64)
     with torch.no_grad():
         inputs = {k: v.detach().double().cpu().numpy() for k, v in head.crf_inputs(complete_genes).items()}
     trans = inputs["transitions"]

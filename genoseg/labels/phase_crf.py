@@ -410,18 +410,6 @@ class PhaseGrammar:
             out[c] = (st.strand, *q)
         return out
 
-    def content_columns(self) -> tuple[np.ndarray, np.ndarray]:
-        """((C,), (C,)) int64: the ``coding_content`` column added to each state's start_bias
-        and end_bias (0: none; only exon states take one)."""
-        from genoseg.crf.coding_content import column_of
-
-        start = np.zeros(self.C, dtype=np.int64)
-        end = np.zeros(self.C, dtype=np.int64)
-        for c, (strand, q_start, q_end) in self.codon_positions().items():
-            start[c] = column_of(strand, "start", q_start)
-            end[c] = column_of(strand, "end", q_end)
-        return start, end
-
 
 def last_piece_min(lab: PhaseLabel) -> int:
     """Shortest last piece of an exon label. An exon whose right end is a codon keeps the whole
