@@ -17,6 +17,7 @@ import copy
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,13 +217,15 @@ def biased_emissions(model, emissions: torch.Tensor, codes: np.ndarray | None = 
 
 
 def decode_batch(model, emissions: list[torch.Tensor], device,
-                 codes: list[np.ndarray] | None = None) -> list[tuple]:
+                 codes: list[np.ndarray] | None = None,
+                 columns: list[dict] | None = None) -> list[tuple]:
     """Viterbi + posteriors for contigs of different lengths in one padded batch.
 
     Through the model head, so everything comes back in class space (the scheme's labels): runs
     of tiled labels as one segment each, label posteriors per class, boundary posteriors per run.
     ``codes`` (the contigs' bases, ``codons.encode``) are needed by the phase grammar, whose
     constraints come from the sequence; each result then ends with the runs' gene labels.
+    ``columns``: the contigs' ``head.sequence_columns_of(codes)``, when the caller has them.
     """
     lengths = torch.tensor([e.shape[0] for e in emissions], dtype=torch.int64)
     T, C = int(lengths.max()), emissions[0].shape[1]
@@ -243,7 +246,7 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
         if viterbi_on_host_alongside(em.device, lengths.tolist()):
             scores, paths, run_labels, label_post, boundary_post, log_z = \
                 _host_viterbi_device_posteriors(model, emissions, em, lengths, lengths_d,
-                                                codes_host, codes_d, complete)
+                                                codes_host, codes_d, complete, columns)
         else:
             scores, paths, run_labels, label_post, boundary_post, log_z = \
                 head.decode_and_posteriors(em, lengths_d, codes=codes_d,
@@ -297,18 +300,17 @@ def viterbi_on_host_alongside(device, lengths: list[int]) -> bool:
 def _host_viterbi_device_posteriors(model, emissions: list[torch.Tensor], em: torch.Tensor,
                                     lengths: torch.Tensor, lengths_d: torch.Tensor,
                                     codes_host: torch.Tensor, codes: torch.Tensor,
-                                    complete: bool) -> tuple:
+                                    complete: bool, columns: list[dict] | None = None) -> tuple:
     """``head.decode_and_posteriors`` of a phase-grammar batch, the Viterbi on the host's
     threads alongside the posteriors on the card (``viterbi_on_host_alongside``). The
-    sequences' constraint columns are built once, for both."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    sequences' constraint columns are built once, for both (here unless ``columns``)."""
     from genoseg.crf import phase_viterbi
     from genoseg.crf.threads import map_sequences
 
     head = model.head
     lens = lengths.tolist()
-    columns = head.sequence_columns(codes_host, lens)
+    if columns is None:
+        columns = head.sequence_columns(codes_host, lens)
     # The host threads read the head's scores from a copy on the host: reading them from the
     # card would wait behind the posteriors' kernels queued there.
     host_head = copy.deepcopy(head).to("cpu")
@@ -423,10 +425,17 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
             from genoseg.labels import codons
 
             codes = [codons.encode(source.genome.fetch(s)) for s in group]
-        ems = group_scores(model, source, [(s, lengths[s]) for s in group], device,
-                           rc_source, codes)
-        for seqid, (segments, lp, bp, log_z, vscore, run_labels) in zip(group, decode_batch(
-                model, ems, device, codes)):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            columns = None
+            if phase and viterbi_on_host_alongside(device, [lengths[s] for s in group]):
+                # Host work that the card's posteriors and the host Viterbi wait for: build
+                # the constraint columns on a thread while the card runs the encoder.
+                columns = pool.submit(model.head.sequence_columns_of, codes)
+            ems = group_scores(model, source, [(s, lengths[s]) for s in group], device,
+                               rc_source, codes)
+            decoded = decode_batch(model, ems, device, codes,
+                                   None if columns is None else columns.result())
+        for seqid, (segments, lp, bp, log_z, vscore, run_labels) in zip(group, decoded):
             if not np.isfinite(vscore):
                 raise InputError(f"{seqid}: the model's label scheme allows no segmentation of "
                                  "this contig")

@@ -1355,14 +1355,23 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
     """On a GPU, a phase-grammar batch takes its Viterbi from the lean host Viterbi while the
     card computes the posteriors (``pipeline.viterbi_on_host_alongside``). Forced here on the
     CPU (the posteriors then come from the CPU backend's own gradient): the same gene models,
-    scores, BED and posterior tracks as the usual path."""
+    scores, BED and posterior tracks as the usual path. The constraint columns are built once
+    per batch, on the thread that runs beside the encoder."""
     from genoseg.annotate import pipeline
+    from genoseg.crf.phase_head import PhaseGeneHead
 
     invoke("annotate", mini["fa"], "-o", tmp_path / "a.gff3", "--bed", tmp_path / "a.bed",
            "--posteriors", tmp_path / "a", "-q")
     monkeypatch.setattr(pipeline, "viterbi_on_host_alongside", lambda device, lengths: True)
+    calls = []
+    for name in ("sequence_columns", "sequence_columns_of"):
+        def counted(self, *args, _f=getattr(PhaseGeneHead, name), _name=name):
+            calls.append(_name)
+            return _f(self, *args)
+        monkeypatch.setattr(PhaseGeneHead, name, counted)
     invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", "--bed", tmp_path / "b.bed",
            "--posteriors", tmp_path / "b", "-q")
+    assert calls and set(calls) == {"sequence_columns_of"}
     assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
     for name in ("gff3", "bed"):
         assert (tmp_path / f"b.{name}").read_text() == (tmp_path / f"a.{name}").read_text()
