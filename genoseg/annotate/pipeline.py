@@ -248,8 +248,9 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
                 _host_viterbi_device_posteriors(model, emissions, em, lengths, lengths_d,
                                                 codes_host, codes_d, complete, columns)
         else:
+            cons = None if columns is None else head.constraints(em, codes_d, lengths_d, columns)
             scores, paths, run_labels, label_post, boundary_post, log_z = \
-                head.decode_and_posteriors(em, lengths_d, codes=codes_d,
+                head.decode_and_posteriors(em, lengths_d, codes=codes_d, constraints=cons,
                                            complete_genes=complete)
     else:
         scores, paths, label_post, boundary_post, log_z = head.decode_and_posteriors(
@@ -268,6 +269,11 @@ def decode_batch(model, emissions: list[torch.Tensor], device,
 # posteriors about 18.6 us a step of a batch's longest contig (H100, session 11): the host
 # keeps up while a batch's bases per core stay within this multiple of its longest contig.
 HOST_VITERBI_KEEPS_UP = 18.6 / 8.0
+# Each process pays the numba start-up of the host Viterbi (loading its cached loop) before the
+# first contig: 2.4-2.9 s on the session-13 H100 host (the 45-kb example took 4.3-4.6 s against
+# 1.7-1.9 s with the card's Viterbi), 0.7 s on a 2-core CPU. At the card's 6.1 us a step, only
+# a batch whose longest contig has about 400 kb of steps repays it.
+HOST_VITERBI_MIN_LONGEST = 400_000
 
 
 def viterbi_on_host_alongside(device, lengths: list[int]) -> bool:
@@ -279,14 +285,17 @@ def viterbi_on_host_alongside(device, lengths: list[int]) -> bool:
     (plus its traceback and the copy of the segments) and 18.6 us for forward and outside
     (H100, session 11): one after the other they took 2.3 and 3.0 s of a 7.8-s annotate of the
     fly test set. The host Viterbi (about 8 us a base on one core, the contigs on threads of
-    their own, the GIL released) should finish behind the posteriors, taking the Viterbi off
-    the wall time; not yet timed on a GPU (session 11 ran out of device time). The card runs a
-    batch's contigs side by side and the host only core by core, so a batch of many contigs
-    (a fragmented draft genome) keeps its GPU Viterbi: the host takes over only while the
-    batch's bases per core are at most HOST_VITERBI_KEEPS_UP times its longest contig. The
-    same gene models and scores either way: both are exact Viterbi decoders of the same scores
-    (the CLI test forces this path on the CPU). The first run compiles the numba loop (about
-    2 s; cached)."""
+    their own, the GIL released) finishes behind the posteriors, taking the Viterbi off the
+    wall time, but every process first pays its numba start-up. Timed on one H100 host in
+    session 13, taking it for the fly test set (longest record 118 kb) made annotate slower:
+    7.7-8.3 s inside annotate against 6.5-6.6 s for the card's Viterbi (94f95ce), alternating
+    in one call. So the host takes over only for a batch whose longest contig is at least
+    HOST_VITERBI_MIN_LONGEST. The card runs a batch's contigs side by side and the host only
+    core by core, so a batch of many contigs (a fragmented draft genome) keeps its GPU Viterbi:
+    the host takes over only while the batch's bases per core are at most
+    HOST_VITERBI_KEEPS_UP times its longest contig. The same gene models and scores either way:
+    both are exact Viterbi decoders of the same scores (the CLI test forces this path on the
+    CPU). The first run ever compiles the numba loop (about 2 s; cached)."""
     if torch.device(device).type != "cuda":
         return False
     from genoseg.crf import phase_viterbi
@@ -294,7 +303,9 @@ def viterbi_on_host_alongside(device, lengths: list[int]) -> bool:
 
     if not phase_viterbi.available():
         return False
-    return sum(lengths) / available_cores() <= HOST_VITERBI_KEEPS_UP * max(lengths)
+    longest = max(lengths)
+    return (longest >= HOST_VITERBI_MIN_LONGEST
+            and sum(lengths) / available_cores() <= HOST_VITERBI_KEEPS_UP * longest)
 
 
 def _host_viterbi_device_posteriors(model, emissions: list[torch.Tensor], em: torch.Tensor,
@@ -427,9 +438,10 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
             codes = [codons.encode(source.genome.fetch(s)) for s in group]
         with ThreadPoolExecutor(max_workers=1) as pool:
             columns = None
-            if phase and viterbi_on_host_alongside(device, [lengths[s] for s in group]):
-                # Host work that the card's posteriors and the host Viterbi wait for: build
-                # the constraint columns on a thread while the card runs the encoder.
+            if phase and not on_cpu:
+                # Host work that the card's Viterbi and posteriors (or the host Viterbi) wait
+                # for: build the constraint columns on a thread while the card runs the
+                # encoder. (The CPU twin builds them per sequence on its own threads.)
                 columns = pool.submit(model.head.sequence_columns_of, codes)
             ems = group_scores(model, source, [(s, lengths[s]) for s in group], device,
                                rc_source, codes)

@@ -1355,23 +1355,14 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
     """On a GPU, a phase-grammar batch takes its Viterbi from the lean host Viterbi while the
     card computes the posteriors (``pipeline.viterbi_on_host_alongside``). Forced here on the
     CPU (the posteriors then come from the CPU backend's own gradient): the same gene models,
-    scores, BED and posterior tracks as the usual path. The constraint columns are built once
-    per batch, on the thread that runs beside the encoder."""
+    scores, BED and posterior tracks as the usual path."""
     from genoseg.annotate import pipeline
-    from genoseg.crf.phase_head import PhaseGeneHead
 
     invoke("annotate", mini["fa"], "-o", tmp_path / "a.gff3", "--bed", tmp_path / "a.bed",
            "--posteriors", tmp_path / "a", "-q")
     monkeypatch.setattr(pipeline, "viterbi_on_host_alongside", lambda device, lengths: True)
-    calls = []
-    for name in ("sequence_columns", "sequence_columns_of"):
-        def counted(self, *args, _f=getattr(PhaseGeneHead, name), _name=name):
-            calls.append(_name)
-            return _f(self, *args)
-        monkeypatch.setattr(PhaseGeneHead, name, counted)
     invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", "--bed", tmp_path / "b.bed",
            "--posteriors", tmp_path / "b", "-q")
-    assert calls and set(calls) == {"sequence_columns_of"}
     assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
     for name in ("gff3", "bed"):
         assert (tmp_path / f"b.{name}").read_text() == (tmp_path / f"a.{name}").read_text()
@@ -1385,21 +1376,63 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
             np.testing.assert_allclose(b[n][()], a[n][()], rtol=0, atol=1e-6, err_msg=n)
 
 
+def test_constraint_columns_built_beside_the_encoder_give_the_same_outputs(
+        mini, tmp_path, monkeypatch):
+    """Off the compiled CPU twin (a GPU, here the reference backend on the CPU), a phase-grammar
+    batch's constraint columns are built once, on a thread beside the encoder, and handed to
+    the decoder; the outputs equal those of columns built inside the decoder."""
+    from genoseg.crf.phase_head import PhaseGeneHead
+
+    args = ("--backend", "torch", "--posteriors")
+    calls = []
+
+    def counted(self, *a, _f=PhaseGeneHead.sequence_columns_of):
+        calls.append(len(a[0]))
+        return _f(self, *a)
+
+    monkeypatch.setattr(PhaseGeneHead, "sequence_columns_of", counted)
+    monkeypatch.setattr(PhaseGeneHead, "sequence_columns", lambda *a: pytest.fail("padded"))
+    invoke("annotate", mini["fa"], "-o", tmp_path / "a.gff3", *args, tmp_path / "a", "-q")
+    assert sum(calls) == len(fasta_lengths(mini["fa"]))  # every contig once
+    monkeypatch.undo()
+    from genoseg.annotate import pipeline
+
+    # Without the thread: columns built by the head itself from the padded codes.
+    real = pipeline.decode_batch
+    monkeypatch.setattr(pipeline, "decode_batch",
+                        lambda model, ems, device, codes=None, columns=None:
+                        real(model, ems, device, codes))
+    invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", *args, tmp_path / "b", "-q")
+    assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
+    assert (tmp_path / "b.gff3").read_text() == (tmp_path / "a.gff3").read_text()
+    import h5py
+
+    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
+        names = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names
+        for n in names:
+            np.testing.assert_array_equal(b[n][()], a[n][()], err_msg=n)
+
+
 def test_host_viterbi_takes_over_only_where_the_host_keeps_up(monkeypatch):
-    """The host Viterbi replaces the card's only on a GPU, with numba, and while a batch's
-    bases per core stay within HOST_VITERBI_KEEPS_UP times its longest contig: a few long
-    contigs yes, many contigs of similar length on few cores no."""
+    """The host Viterbi replaces the card's only on a GPU, with numba, for a batch whose longest
+    contig repays the numba start-up (HOST_VITERBI_MIN_LONGEST), and while the batch's bases per
+    core stay within HOST_VITERBI_KEEPS_UP times that contig: a few long contigs yes, the fly
+    test set's records (longest 118 kb) no, many contigs of similar length on few cores no."""
     from genoseg.annotate import pipeline
     from genoseg.crf import threads
 
     assert not pipeline.viterbi_on_host_alongside("cpu", [100])
     monkeypatch.setattr(threads, "available_cores", lambda: 16)
-    assert pipeline.viterbi_on_host_alongside("cuda", [118_000, 48_000] + [5_000] * 24)
-    assert not pipeline.viterbi_on_host_alongside("cuda", [50_000] * 60)
+    assert not pipeline.viterbi_on_host_alongside("cuda", [118_000, 48_000] + [5_000] * 24)
+    assert pipeline.viterbi_on_host_alongside("cuda", [400_000, 48_000] + [5_000] * 24)
+    assert not pipeline.viterbi_on_host_alongside("cuda", [399_999, 48_000])
+    assert not pipeline.viterbi_on_host_alongside("cuda", [500_000] * 60)
     monkeypatch.setattr(threads, "available_cores", lambda: 2)
-    assert not pipeline.viterbi_on_host_alongside("cuda", [118_000, 118_000, 118_000, 118_000,
-                                                           118_000])
-    assert pipeline.viterbi_on_host_alongside("cuda", [118_000, 118_000, 118_000, 118_000])
+    assert not pipeline.viterbi_on_host_alongside("cuda", [500_000, 500_000, 500_000, 500_000,
+                                                           500_000])
+    assert pipeline.viterbi_on_host_alongside("cuda", [500_000, 500_000, 500_000, 500_000])
 
 
 def test_gpu_out_of_memory_is_a_one_line_error(mini, tmp_path, monkeypatch):
