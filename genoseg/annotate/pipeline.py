@@ -17,7 +17,7 @@ import copy
 import logging
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -421,16 +421,17 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     groups = pack_contigs(lengths, pack_positions)
     phase = getattr(model.head, "grammar_name", None) == "phase"
     on_cpu = torch.device(device).type == "cpu" and crf.resolve(device) == "cpu"
-    for group in groups:
-        if len(group) == 1 and takes_lean_viterbi(phase, on_cpu, lengths[group[0]],
-                                                  want_posteriors, group[0]):
-            seqid = group[0]
-            log.info("%s (%.1f Mb): gene models from the memory-lean Viterbi on the host",
-                     seqid, lengths[seqid] / 1e6)
-            results[seqid] = _lean_contig(model, source, seqid, lengths[seqid], device, cfg,
-                                          rc_source)
+    lean = {g[0] for g in groups if len(g) == 1 and takes_lean_viterbi(
+        phase, on_cpu, lengths[g[0]], want_posteriors, g[0])}
+    lean_decodes = lean_workers([lengths[s] for s in lean])
+    pending: dict = {}  # seqid -> Future of its lean decode
+
+    def finish(seqids):
+        for seqid in seqids:
+            results[seqid] = pending.pop(seqid).result()
             bar.update(lengths[seqid])
-            continue
+
+    def decode_group(group):
         codes = None  # the phase grammar's constraints and the ORF start bonus read them
         if phase:
             from genoseg.labels import codons
@@ -458,6 +459,28 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                 boundary_post=bp if want_posteriors else None, log_z=log_z,
                 run_labels=run_labels)
             bar.update(lengths[seqid])
+
+    # Long contigs: the lean Viterbi of one runs on a worker thread (numba releases the GIL)
+    # while the encoder scores the next; at most ``lean_decodes`` decodes at once (memory).
+    lean_pool = ThreadPoolExecutor(max_workers=lean_decodes)
+    try:
+        for group in groups:
+            if group[0] not in lean:
+                decode_group(group)
+                continue
+            seqid = group[0]
+            log.info("%s (%.1f Mb): gene models from the memory-lean Viterbi on the host",
+                     seqid, lengths[seqid] / 1e6)
+            codes, em = _lean_scores(model, source, seqid, device, rc_source)
+            while len(pending) >= lean_decodes:
+                wait(list(pending.values()), return_when=FIRST_COMPLETED)
+                finish([s for s, f in pending.items() if f.done()])
+            pending[seqid] = lean_pool.submit(_lean_decode, model, seqid, lengths[seqid],
+                                              codes, em, cfg)
+            del codes, em  # the decode holds them until it is done
+        finish(list(pending))
+    finally:
+        lean_pool.shutdown(wait=True, cancel_futures=True)
     bar.close()
     ordered = [results[s] for s in names]
     source.close()
@@ -521,18 +544,42 @@ def _pack_cells(device) -> int:
     return max(PACK_CELLS, int(GPU_PACK_SHARE * free / GPU_BYTES_PER_CELL))
 
 
-def _lean_contig(model, source, seqid: str, length: int, device, cfg,
-                 rc_source=None) -> ContigResult:
-    """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``):
-    the same gene models as the dense path, without posteriors (segment scores NaN)."""
-    from genoseg.crf import phase_viterbi
+# Peak memory of one contig through the lean Viterbi, per base: 13.2 GB for chr2R (21.1 Mb) on
+# the CPU, encoder and inputs included, with a margin for the next contig's scores.
+LEAN_BYTES_PER_BASE = 700
+
+
+def lean_workers(lean_lengths: list[int]) -> int:
+    """How many long contigs the lean Viterbi decodes at once: one per core, as many as the
+    available memory holds at LEAN_BYTES_PER_BASE of the longest, at least one."""
+    if not lean_lengths:
+        return 1
+    from genoseg.crf.threads import available_cores, available_memory
+
+    memory = available_memory()
+    fit = (available_cores() if memory is None
+           else memory // (LEAN_BYTES_PER_BASE * max(lean_lengths)))
+    return max(1, min(available_cores(), len(lean_lengths), fit))
+
+
+def _lean_scores(model, source, seqid: str, device, rc_source=None):
+    """A long contig's codes and (length, n_outputs) scores for the lean Viterbi (the encoder;
+    on the GPU where ``device`` is one)."""
     from genoseg.labels import codons
 
     codes = codons.encode(source.genome.fetch(seqid))
-    em = contig_scores(model, source, seqid, length, device, rc_source, codes)
+    scores = contig_scores(model, source, seqid, len(codes), device, rc_source, codes)
+    return codes, scores.cpu()  # off the card: it may score the next contig meanwhile
+
+
+def _lean_decode(model, seqid: str, length: int, codes: np.ndarray, em: torch.Tensor,
+                 cfg) -> ContigResult:
+    """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``):
+    the same gene models as the dense path, without posteriors (segment scores NaN)."""
+    from genoseg.crf import phase_viterbi
+
     score, segments, run_labels = phase_viterbi.decode(
         model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete")
-    del em
     if not np.isfinite(score):
         raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "
                          "contig")

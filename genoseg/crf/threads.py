@@ -17,6 +17,18 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to new work (``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def thread_count(n: int, sizes=None, min_size: int = 0) -> int:
     """Threads for n items: at most one per available core, and with ``sizes`` (the items'
     work, e.g. sequence lengths) at most one per ``min_size`` of their total."""

@@ -1350,6 +1350,61 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
+
+def test_lean_decodes_overlap_the_encoder_and_keep_the_outputs(mini, tmp_path, monkeypatch):
+    """Long contigs: each one's lean Viterbi runs on a worker thread while the encoder scores
+    the next, at most ``lean_workers`` at once. One at a time (the encoder of the next still
+    beside it) and all at once give the same outputs, in the FASTA's order, every decode off
+    the main thread (which runs the encoder)."""
+    import threading
+
+    from genoseg.annotate import pipeline
+
+    monkeypatch.setattr(pipeline, "LEAN_MIN_LENGTH", 100)
+    monkeypatch.setattr(pipeline, "PACK_CELLS", 80)  # one contig per group
+    n = len(fasta_lengths(mini["fa"]))
+    assert n >= 3
+    events = []
+    real_decode, real_scores = pipeline._lean_decode, pipeline._lean_scores
+
+    def decode(model, seqid, *args):
+        events.append(("decode", seqid, threading.current_thread() is threading.main_thread()))
+        return real_decode(model, seqid, *args)
+
+    def scores(model, source, seqid, *args):
+        events.append(("scores", seqid, True))
+        return real_scores(model, source, seqid, *args)
+
+    monkeypatch.setattr(pipeline, "_lean_decode", decode)
+    monkeypatch.setattr(pipeline, "_lean_scores", scores)
+    outputs = {}
+    for workers in (1, n):
+        monkeypatch.setattr(pipeline, "lean_workers", lambda lengths, w=workers: w)
+        events.clear()
+        out = tmp_path / f"w{workers}.gff3"
+        invoke("annotate", mini["fa"], "-o", out, "--bed", tmp_path / f"w{workers}.bed", "-q")
+        outputs[workers] = (out.read_text(), (tmp_path / f"w{workers}.bed").read_text())
+        assert sorted(e[1] for e in events if e[0] == "decode") == sorted(fasta_lengths(mini["fa"]))
+        assert not any(on_main for kind, _, on_main in events if kind == "decode")
+    check_gff3(tmp_path / "w1.gff3", fasta_lengths(mini["fa"]))
+    assert outputs[1] == outputs[n] and "\tgene\t" in outputs[1][0]
+
+
+def test_lean_workers_fit_memory_and_cores(monkeypatch):
+    from genoseg.annotate import pipeline
+    from genoseg.crf import threads
+
+    monkeypatch.setattr(threads, "available_cores", lambda: 16)
+    per_contig = pipeline.LEAN_BYTES_PER_BASE * 25_000_000
+    monkeypatch.setattr(threads, "available_memory", lambda: 3 * per_contig + 1)
+    assert pipeline.lean_workers([25_000_000] * 6) == 3  # memory
+    assert pipeline.lean_workers([25_000_000, 1_000_000]) == 2  # contigs
+    monkeypatch.setattr(threads, "available_memory", lambda: per_contig // 2)
+    assert pipeline.lean_workers([25_000_000] * 6) == 1  # never fewer than one
+    monkeypatch.setattr(threads, "available_memory", lambda: None)
+    assert pipeline.lean_workers([25_000_000] * 40) == 16  # cores
+    assert pipeline.lean_workers([]) == 1
+
 def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
         mini, tmp_path, monkeypatch):
     """On a GPU, a phase-grammar batch takes its Viterbi from the lean host Viterbi while the
