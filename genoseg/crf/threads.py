@@ -17,16 +17,60 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to new work (``MemAvailable``), or None where unknown."""
+def available_memory(root: str = "/") -> int | None:
+    """Bytes of memory available to new work, or None where unknown: the system's
+    ``MemAvailable``, and less where this process's memory cgroup (v2, or v1's memory
+    controller; a SLURM job's, a container's) or one above it has a limit: that limit minus its
+    usage. ``root``: where /proc and /sys are (tests)."""
+    found = []
     try:
-        with open("/proc/meminfo") as fh:
+        with open(os.path.join(root, "proc/meminfo")) as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    found += _cgroup_headroom(root)
+    return min(found) if found else None
+
+
+def _cgroup_headroom(root: str) -> list[int]:
+    """Limit minus usage of each memory cgroup from this process's up to its hierarchy's root
+    that has a limit."""
+    try:
+        with open(os.path.join(root, "proc/self/cgroup")) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return []
+    headroom = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":  # v2: unified hierarchy
+            base, limit_file, usage_file = "sys/fs/cgroup", "memory.max", "memory.current"
+        elif "memory" in parts[1].split(","):  # v1: the memory controller's hierarchy
+            base = "sys/fs/cgroup/memory"
+            limit_file, usage_file = "memory.limit_in_bytes", "memory.usage_in_bytes"
+        else:
+            continue
+        path = parts[2].strip("/")
+        while True:
+            folder = os.path.join(root, base, path)
+            try:
+                with open(os.path.join(folder, limit_file)) as fh:
+                    limit = fh.read().strip()
+                with open(os.path.join(folder, usage_file)) as fh:
+                    usage = int(fh.read().strip())
+                # v1 writes "no limit" as a huge number (2^63 rounded to pages)
+                if limit != "max" and int(limit) < 1 << 60:
+                    headroom.append(max(0, int(limit) - usage))
+            except (OSError, ValueError):
+                pass
+            if not path:
+                break
+            path = os.path.dirname(path)
+    return headroom
 
 
 def thread_count(n: int, sizes=None, min_size: int = 0) -> int:

@@ -35,3 +35,41 @@ def test_map_sequences_keeps_order_and_uses_the_count(eight_cores):
         i * i for i in range(50)]
     assert seen == {threading.get_ident()}  # too little work: the calling thread alone
     assert threads.map_sequences(fn, 6) == [i * i for i in range(6)]
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_available_memory_takes_the_tightest_cgroup_limit(tmp_path):
+    """MemAvailable, lowered by the limit minus usage of this process's memory cgroup or of one
+    above it (a SLURM job's limit sits on the job, the process in a step below it)."""
+    gib = 1 << 30
+    _write(tmp_path / "proc/meminfo", "MemTotal: 100 kB\nMemAvailable: 67108864 kB\n")  # 64 GiB
+    assert threads.available_memory(str(tmp_path)) == 64 * gib  # no cgroup file: MemAvailable
+    # cgroup v2: the job has 16 GiB, 10 GiB used; the step below it has no limit of its own
+    _write(tmp_path / "proc/self/cgroup", "0::/job_7/step_0\n")
+    v2 = tmp_path / "sys/fs/cgroup"
+    _write(v2 / "memory.max", "max\n")
+    _write(v2 / "memory.current", str(40 * gib))
+    _write(v2 / "job_7/memory.max", str(16 * gib))
+    _write(v2 / "job_7/memory.current", str(10 * gib))
+    _write(v2 / "job_7/step_0/memory.max", "max\n")
+    _write(v2 / "job_7/step_0/memory.current", str(9 * gib))
+    assert threads.available_memory(str(tmp_path)) == 6 * gib
+    # cgroup v1's memory controller, "no limit" written as a huge number at the top
+    _write(tmp_path / "proc/self/cgroup", "4:memory:/box\n3:cpuset:/\n")
+    v1 = tmp_path / "sys/fs/cgroup/memory"
+    _write(v1 / "memory.limit_in_bytes", "9223372036854771712\n")
+    _write(v1 / "memory.usage_in_bytes", str(50 * gib))
+    _write(v1 / "box/memory.limit_in_bytes", str(24 * gib))
+    _write(v1 / "box/memory.usage_in_bytes", str(3 * gib))
+    assert threads.available_memory(str(tmp_path)) == 21 * gib
+    # over its limit: nothing available, never negative
+    _write(v1 / "box/memory.usage_in_bytes", str(30 * gib))
+    assert threads.available_memory(str(tmp_path)) == 0
+
+
+def test_available_memory_unknown_is_none(tmp_path):
+    assert threads.available_memory(str(tmp_path)) is None
