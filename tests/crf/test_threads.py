@@ -42,6 +42,13 @@ def _write(path, text):
     path.write_text(text)
 
 
+def _cgroups(base, limit_name, usage_name, levels):
+    """Fake cgroup folders under ``base``: {relative path: (limit text, usage bytes)}."""
+    for path, (limit, usage) in levels.items():
+        _write(base / path / limit_name, f"{limit}\n")
+        _write(base / path / usage_name, str(usage))
+
+
 def test_available_memory_takes_the_tightest_cgroup_limit(tmp_path):
     """MemAvailable, lowered by the limit minus usage of this process's memory cgroup or of one
     above it (a SLURM job's limit sits on the job, the process in a step below it)."""
@@ -50,21 +57,15 @@ def test_available_memory_takes_the_tightest_cgroup_limit(tmp_path):
     assert threads.available_memory(str(tmp_path)) == 64 * gib  # no cgroup file: MemAvailable
     # cgroup v2: the job has 16 GiB, 10 GiB used; the step below it has no limit of its own
     _write(tmp_path / "proc/self/cgroup", "0::/job_7/step_0\n")
-    v2 = tmp_path / "sys/fs/cgroup"
-    _write(v2 / "memory.max", "max\n")
-    _write(v2 / "memory.current", str(40 * gib))
-    _write(v2 / "job_7/memory.max", str(16 * gib))
-    _write(v2 / "job_7/memory.current", str(10 * gib))
-    _write(v2 / "job_7/step_0/memory.max", "max\n")
-    _write(v2 / "job_7/step_0/memory.current", str(9 * gib))
+    _cgroups(tmp_path / "sys/fs/cgroup", "memory.max", "memory.current",
+             {".": ("max", 40 * gib), "job_7": (16 * gib, 10 * gib),
+              "job_7/step_0": ("max", 9 * gib)})
     assert threads.available_memory(str(tmp_path)) == 6 * gib
     # cgroup v1's memory controller, "no limit" written as a huge number at the top
     _write(tmp_path / "proc/self/cgroup", "4:memory:/box\n3:cpuset:/\n")
     v1 = tmp_path / "sys/fs/cgroup/memory"
-    _write(v1 / "memory.limit_in_bytes", "9223372036854771712\n")
-    _write(v1 / "memory.usage_in_bytes", str(50 * gib))
-    _write(v1 / "box/memory.limit_in_bytes", str(24 * gib))
-    _write(v1 / "box/memory.usage_in_bytes", str(3 * gib))
+    _cgroups(v1, "memory.limit_in_bytes", "memory.usage_in_bytes",
+             {".": (9223372036854771712, 50 * gib), "box": (24 * gib, 3 * gib)})
     assert threads.available_memory(str(tmp_path)) == 21 * gib
     # over its limit: nothing available, never negative
     _write(v1 / "box/memory.usage_in_bytes", str(30 * gib))
