@@ -130,6 +130,21 @@ def attributes(column: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in column.split(";") if item)
 
 
+def assert_same_datasets(a_path: Path, b_path: Path, atol: float | None = None) -> None:
+    """Every dataset of HDF5 file a is in b with the same values: bitwise, or within ``atol``."""
+    import h5py
+
+    with h5py.File(a_path) as a, h5py.File(b_path) as b:
+        names = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        assert names
+        for n in names:
+            if atol is None:
+                np.testing.assert_array_equal(b[n][()], a[n][()], err_msg=n)
+            else:
+                np.testing.assert_allclose(b[n][()], a[n][()], rtol=0, atol=atol, err_msg=n)
+
+
 def check_gff3(path: Path, lengths: dict[str, int], line_sorted: bool = True) -> None:
     """The GFF3 promises of DESIGN.md: header, sequence regions, sorted, unique IDs, gene ->
     mRNA -> exon/CDS hierarchy, CDS phases per the spec on both strands (a CDS whose 5' end is
@@ -1350,7 +1365,6 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
-
 def test_lean_decodes_overlap_the_encoder_and_keep_the_outputs(mini, tmp_path, monkeypatch):
     """Long contigs: each one's lean Viterbi runs on a worker thread while the encoder scores
     the next, at most ``lean_workers`` at once. One at a time (the encoder of the next still
@@ -1407,6 +1421,7 @@ def test_lean_workers_fit_memory_and_cores(monkeypatch):
     assert pipeline.lean_workers([25_000_000] * 40) == 16  # cores
     assert pipeline.lean_workers([]) == 1
 
+
 def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
         mini, tmp_path, monkeypatch):
     """On a GPU, a phase-grammar batch takes its Viterbi from the lean host Viterbi while the
@@ -1423,14 +1438,7 @@ def test_viterbi_on_the_host_alongside_device_posteriors_gives_the_same_outputs(
     assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
     for name in ("gff3", "bed"):
         assert (tmp_path / f"b.{name}").read_text() == (tmp_path / f"a.{name}").read_text()
-    import h5py
-
-    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
-        names = []
-        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
-        assert names
-        for n in names:
-            np.testing.assert_allclose(b[n][()], a[n][()], rtol=0, atol=1e-6, err_msg=n)
+    assert_same_datasets(tmp_path / "a.h5", tmp_path / "b.h5", atol=1e-6)
 
 
 def test_constraint_columns_built_beside_the_encoder_give_the_same_outputs(
@@ -1462,14 +1470,7 @@ def test_constraint_columns_built_beside_the_encoder_give_the_same_outputs(
     invoke("annotate", mini["fa"], "-o", tmp_path / "b.gff3", *args, tmp_path / "b", "-q")
     assert "\tgene\t" in (tmp_path / "a.gff3").read_text()
     assert (tmp_path / "b.gff3").read_text() == (tmp_path / "a.gff3").read_text()
-    import h5py
-
-    with h5py.File(tmp_path / "a.h5") as a, h5py.File(tmp_path / "b.h5") as b:
-        names = []
-        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
-        assert names
-        for n in names:
-            np.testing.assert_array_equal(b[n][()], a[n][()], err_msg=n)
+    assert_same_datasets(tmp_path / "a.h5", tmp_path / "b.h5")
 
 
 def test_host_viterbi_takes_over_only_where_the_host_keeps_up(monkeypatch):
