@@ -43,8 +43,9 @@ GPU_BYTES_PER_CELL = 160
 # posteriors are asked for: the 80-state scans do not converge across chunks, so the GPU decodes a
 # contig sequentially, at about 26 us a base for Viterbi and posteriors with the sparse-window
 # kernels (6.6 us for the Viterbi alone; H100, session 7; 80 us with the dense ones), against
-# about 8 us for the lean Viterbi (chr2R on an H200 host), which also needs no (T, 80) arrays on
-# the card; see benchmarks/NOTES_semicrf.md, entries 8 and 10.
+# about 8 us for the lean Viterbi (chr2R on an H200 host, one thread; it now scans chunks on all
+# the host's cores), which also needs no (T, 80) arrays on the card; see
+# benchmarks/NOTES_semicrf.md, entries 8 and 10.
 LEAN_MIN_LENGTH = 2_000_000
 # The encoder pads the windows of a batch to its longest; on a CPU, where a pass costs per
 # position, a shorter window joins only if it is at least this share of that width (the fly
@@ -424,6 +425,10 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
     lean = {g[0] for g in groups if len(g) == 1 and takes_lean_viterbi(
         phase, on_cpu, lengths[g[0]], want_posteriors, g[0])}
     lean_decodes = lean_workers([lengths[s] for s in lean])
+    from genoseg.crf.threads import available_cores
+
+    # Each decode scans its contig in chunks on its share of the cores (phase_viterbi.MIN_CHUNK).
+    lean_threads = max(1, available_cores() // lean_decodes)
     pending: dict = {}  # seqid -> Future of its lean decode
 
     def finish(seqids):
@@ -479,11 +484,12 @@ def _annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, devic
                 # Nothing left to score beside it: decode here. On a worker thread the decode
                 # allocates from another malloc arena than the encoder freed memory to (chr2R:
                 # peak 14.4 GB against 13.2 GB).
-                results[seqid] = _lean_decode(model, seqid, lengths[seqid], codes, em, cfg)
+                results[seqid] = _lean_decode(model, seqid, lengths[seqid], codes, em, cfg,
+                                              lean_threads)
                 bar.update(lengths[seqid])
                 continue
             pending[seqid] = lean_pool.submit(_lean_decode, model, seqid, lengths[seqid],
-                                              codes, em, cfg)
+                                              codes, em, cfg, lean_threads)
             del codes, em  # the decode holds them until it is done
         finish(list(pending))
     finally:
@@ -580,13 +586,19 @@ def _lean_scores(model, source, seqid: str, device, rc_source=None):
 
 
 def _lean_decode(model, seqid: str, length: int, codes: np.ndarray, em: torch.Tensor,
-                 cfg) -> ContigResult:
-    """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``):
-    the same gene models as the dense path, without posteriors (segment scores NaN)."""
+                 cfg, threads: int = 1) -> ContigResult:
+    """One long contig through the memory-lean phase Viterbi (``genoseg.crf.phase_viterbi``),
+    scanned in chunks on ``threads`` threads: the same gene models as the dense path, without
+    posteriors (segment scores NaN)."""
     from genoseg.crf import phase_viterbi
 
+    stats: dict = {}
     score, segments, run_labels = phase_viterbi.decode(
-        model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete")
+        model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete",
+        threads=threads, stats=stats)
+    if stats.get("reruns"):
+        log.info("%s: %d of %d Viterbi chunks did not meet their predecessor's state within "
+                 "the warm-up and were scanned again", seqid, stats["reruns"], stats["chunks"])
     if not np.isfinite(score):
         raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "
                          "contig")

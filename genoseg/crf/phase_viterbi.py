@@ -17,6 +17,12 @@ passed (an exon start beyond its open reading frame) is skipped, and a state wit
 start in the window costs nothing, so the work follows the grammar's sparsity. The predecessor
 step loops over the finite transitions only. Float64 throughout; the path equals the
 reference's wherever the best path is unique (tests/crf/test_phase_viterbi.py).
+
+A chromosome is scanned in chunks on several threads (``chunked_scan``): each chunk but the
+first starts from a flat state WARMUP bases early and is kept only where its state at its first
+base equals its predecessor's end state up to a constant (then every later decision is the
+same); a chunk that fails the check is scanned again from that end state. On fly chr2R a flat
+start met the true state within 100-280 kb (two 3-Mb pieces, a start every 150 kb).
 """
 
 from __future__ import annotations
@@ -45,23 +51,23 @@ def _jit(fn):
 
 
 @_jit
-def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, c_gc_e, c_me,
-             site_s, site_e, content, cont_s, cont_e, pred_ptr, pred_idx, pred_w, dur, init, final,
-             gc_score, K, bp_d, bp_prev):
-    """bp_d (T + 1, C): best duration of a segment ending at u; bp_prev (T, C): best
-    predecessor of a segment starting at s (both zero-filled, uint8/uint16, from the caller).
-    ``content`` (T, n) with cont_s / cont_e (C,): the coding-content bias columns (a single
-    zero column and zero indices without a content model)."""
-    T = S.shape[0] - 1
+def _scan(t0, t1, write_from, S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s,
+          c_gc_e, c_me, site_s, site_e, content, cont_s, cont_e, pred_ptr, pred_idx, pred_w, dur,
+          init, gc_score, K, bp_d, bp_prev, alpha, ring_pos, ring_val, ring_front, ring_n):
+    """Advance the recursion over positions t0 <= t < t1, from the state (alpha: best score of
+    a segment ending at t0 per state; the rings: each state's live starts) held in the last five
+    arrays, which are updated in place. Back-pointers are written for t >= write_from only: a
+    chunk's warm-up leaves its predecessor's rows alone.
+
+    bp_d (T + 1, C): best duration of a segment ending at u; bp_prev (T, C): best predecessor
+    of a segment starting at s (both zero-filled, uint8/uint16, from the caller). ``content``
+    (T, n) with cont_s / cont_e (C,): the coding-content bias columns (a single zero column and
+    zero indices without a content model)."""
     C = cls.shape[0]
     R = K + 1
-    ring_pos = np.zeros((C, R), dtype=np.int64)
-    ring_val = np.zeros((C, R), dtype=np.float64)
-    ring_front = np.zeros(C, dtype=np.int64)
-    ring_n = np.zeros(C, dtype=np.int64)
-    alpha = np.full(C, NEG)
     nxt = np.full(C, NEG)
-    for t in range(T):
+    for t in range(t0, t1):
+        write = t >= write_from
         # Segment starts at t: best predecessor (or init at t = 0), then the start's constraints.
         for c in range(C):
             if t == 0:
@@ -80,7 +86,8 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
             w = best + sites[t, site_s[c]] + content[t, cont_s[c]] - S[t, cls[c]]
             if gc_s[t, c_gc_s[c]]:
                 w += gc_score
-            bp_prev[t, c] = arg
+            if write:
+                bp_prev[t, c] = arg
             if ring_n[c] == R:  # the oldest entry is too old by now anyway
                 ring_front[c] = (ring_front[c] + 1) % R
                 ring_n[c] -= 1
@@ -116,11 +123,19 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
                 if gc_e[t, c_gc_e[c]]:
                     v += gc_score
                 nxt[c] = v
-                bp_d[u, c] = bd
+                if write:
+                    bp_d[u, c] = bd
             else:
                 nxt[c] = NEG
         for c in range(C):
             alpha[c] = nxt[c]
+
+
+@_jit
+def _traceback(alpha, final, bp_d, bp_prev):
+    """The best path's (score, rows (n, 3) [start, end, state]) from the state at the end."""
+    C = alpha.shape[0]
+    T = bp_d.shape[0] - 1
     best = NEG
     last = -1
     for c in range(C):
@@ -150,15 +165,162 @@ def _viterbi(S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s, 
     return best, out
 
 
+@_jit
+def _live(t, K, me, c_me, c, ring_pos, ring_val, ring_front, ring_n, pos_out, val_out):
+    """State c's ring entries that a segment ending at t + 1 or later can still use (the
+    state after scanning up to t), oldest first, into pos_out / val_out; returns how many."""
+    R = K + 1
+    n = 0
+    for i in range(ring_n[c]):
+        j = (ring_front[c] + i) % R
+        s = ring_pos[c, j]
+        if t + 1 - s <= K and me[s, c_me[c]] >= t + 1:
+            pos_out[n] = s
+            val_out[n] = ring_val[c, j]
+            n += 1
+    return n
+
+
+@_jit
+def _same_state(t, K, me, c_me, a, a_pos, a_val, a_front, a_n, b, b_pos, b_val, b_front, b_n,
+                atol, rtol):
+    """Whether two recursion states after scanning up to t (t excluded) are equal up to one
+    additive constant: the
+    same finite alphas and the same live ring starts (positions), every score differing by the
+    same amount within atol + rtol * |score|. Returns (equal, b - a)."""
+    C = a.shape[0]
+    shift = np.nan
+    for c in range(C):
+        fa = a[c] > NEG
+        if fa != (b[c] > NEG):
+            return False, 0.0
+        if fa:
+            d = b[c] - a[c]
+            if shift != shift:
+                shift = d
+            elif abs(d - shift) > atol + rtol * abs(b[c]):
+                return False, 0.0
+    R = K + 1
+    pa = np.empty(R, dtype=np.int64)
+    va = np.empty(R)
+    pb = np.empty(R, dtype=np.int64)
+    vb = np.empty(R)
+    for c in range(C):
+        na = _live(t, K, me, c_me, c, a_pos, a_val, a_front, a_n, pa, va)
+        nb = _live(t, K, me, c_me, c, b_pos, b_val, b_front, b_n, pb, vb)
+        if na != nb:
+            return False, 0.0
+        for i in range(na):
+            if pa[i] != pb[i]:
+                return False, 0.0
+            d = vb[i] - va[i]
+            if shift != shift:
+                shift = d
+            elif abs(d - shift) > atol + rtol * abs(vb[i]):
+                return False, 0.0
+    if shift != shift:
+        shift = 0.0
+    return True, shift
+
+
+class ScanState:
+    """The recursion's state at one position: alpha (C,), the best score of a segment ending
+    there per state, and each state's ring of live starts (positions, scores, front, count)."""
+
+    def __init__(self, C: int, K: int, alpha: float = NEG):
+        self.alpha = np.full(C, alpha)
+        self.ring_pos = np.zeros((C, K + 1), dtype=np.int64)
+        self.ring_val = np.zeros((C, K + 1))
+        self.ring_front = np.zeros(C, dtype=np.int64)
+        self.ring_n = np.zeros(C, dtype=np.int64)
+
+    def arrays(self) -> tuple:
+        return self.alpha, self.ring_pos, self.ring_val, self.ring_front, self.ring_n
+
+    def copy(self) -> "ScanState":
+        out = ScanState.__new__(ScanState)
+        out.alpha, out.ring_pos, out.ring_val, out.ring_front, out.ring_n = (
+            a.copy() for a in self.arrays())
+        return out
+
+
+# A chromosome is scanned in chunks of at least MIN_CHUNK bases, one per thread. Every chunk but
+# the first starts WARMUP bases early from a flat state (alpha 0 everywhere) and is kept only if
+# its state at its first base equals its predecessor's end state up to one constant: from equal
+# states (up to a constant) the max-plus recursion takes the same decisions. In a genome the best
+# paths from all states meet in the first confident intergenic stretch, so that is the rule; a
+# chunk that fails the check is scanned again from its predecessor's end state.
+MIN_CHUNK = 1_000_000
+WARMUP = 400_000
+# Scores are float64 sums of float32 network outputs, in absolute units (up to ~1e7 on a
+# chromosome); two runs from different starts round differently in the last bits. A state
+# matching within this is taken as equal: a decision could then differ from the sequential
+# scan's only between paths whose scores differ by less than this, far below the float32
+# resolution of the scores themselves.
+STATE_ATOL = 1e-6
+STATE_RTOL = 1e-13
+
+
+def chunk_bounds(T: int, threads: int) -> list[int]:
+    n = max(1, min(threads, T // MIN_CHUNK))
+    return [round(j * T / n) for j in range(n + 1)]
+
+
+def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
+                 c_me: np.ndarray) -> tuple[ScanState, float, int]:
+    """The recursion over 0 <= t < T in chunks on ``threads`` threads (``scan(t0, t1,
+    write_from, state)`` advances a state; numba releases the GIL). Returns the end state, the
+    constant by which its scores exceed the sequential scan's, and how many chunks were scanned
+    again because their warm-up did not reach their predecessor's state."""
+    bounds = chunk_bounds(T, threads)
+    n = len(bounds) - 1
+
+    def first_pass(j):
+        if j == 0:
+            state = ScanState(C, K)
+            scan(0, bounds[1], 0, state)
+            return None, state
+        b = bounds[j]
+        state = ScanState(C, K, alpha=0.0)
+        scan(max(0, b - WARMUP), b, b, state)  # write_from = b: warm-up writes no pointers
+        start = state.copy()
+        scan(b, bounds[j + 1], b, state)
+        return start, state
+
+    if n == 1:
+        return first_pass(0)[1], 0.0, 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        passes = list(pool.map(first_pass, range(n)))
+    ends = [state for _start, state in passes]
+    shift = 0.0  # chunk j's scores minus the sequential scan's (the constants add up)
+    reruns = 0
+    for j in range(1, n):
+        b = bounds[j]
+        equal, step = _same_state(b, K, me, c_me, *ends[j - 1].arrays(),
+                                  *passes[j][0].arrays(), STATE_ATOL, STATE_RTOL)
+        if equal:
+            shift += step
+        else:
+            ends[j] = ends[j - 1].copy()
+            scan(b, bounds[j + 1], b, ends[j])
+            reruns += 1
+    return ends[-1], shift, reruns
+
+
 def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: bool = False,
-           columns: dict | None = None) -> tuple[float, np.ndarray, list]:
+           columns: dict | None = None, threads: int = 1,
+           stats: dict | None = None) -> tuple[float, np.ndarray, list]:
     """Viterbi of ONE sequence under a ``PhaseGeneHead``: (score, class rows (n, 3) [start,
     end, class], run labels), as ``head.decode(..., with_labels=True,
     complete_genes=complete_genes)`` gives for it (runs touching a sequence end: a
     ``phase_crf.CutRun`` each, built by the same ``head._runs``).
 
     emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8;
-    ``columns``: ``head.grammar.sequence_columns(codes)``, when the caller has them.
+    ``columns``: ``head.grammar.sequence_columns(codes)``, when the caller has them;
+    ``threads``: chunks of at least MIN_CHUNK bases scanned at once (``chunked_scan``);
+    ``stats``: filled with the number of chunks and of chunks scanned again.
     """
     if numba is None:
         raise RuntimeError("the lean phase Viterbi needs numba")
@@ -192,13 +354,24 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     trans = inputs["transitions"]
     pred_ptr, pred_idx = _finite_columns(trans)  # the finite transitions into each state
     pred_w = trans[pred_idx, np.repeat(np.arange(g.C), np.diff(pred_ptr))]
-    score, rows = _viterbi(
+    C = g.C
+    bp_d = np.zeros((T + 1, C), dtype=np.uint8 if head.K < 256 else np.uint16)
+    bp_prev = np.zeros((T, C), dtype=np.uint8 if C <= 256 else np.uint16)
+    c_me = index["max_end"]
+    inputs_of_scan = (
         S, sites, ok_s, ok_e, gc_s, gc_e, me, g.class_of(),
-        index["start_ok"], index["end_ok"], index["start_gc"], index["end_gc"], index["max_end"],
+        index["start_ok"], index["end_ok"], index["start_gc"], index["end_gc"], c_me,
         head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), content, cont_s, cont_e,
-        pred_ptr, pred_idx, pred_w,
-        inputs["durations"], inputs["init"], inputs["final"], float(head.gc_donor.detach()),
-        head.K, np.zeros((T + 1, g.C), dtype=np.uint8 if head.K < 256 else np.uint16),
-        np.zeros((T, g.C), dtype=np.uint8 if g.C <= 256 else np.uint16))
+        pred_ptr, pred_idx, pred_w, inputs["durations"], inputs["init"],
+        float(head.gc_donor.detach()), head.K, bp_d, bp_prev)
+
+    def scan(t0, t1, write_from, state):
+        _scan(t0, t1, write_from, *inputs_of_scan, *state.arrays())
+
+    end, shift, reruns = chunked_scan(scan, T, C, head.K, threads, me, c_me)
+    if stats is not None:
+        stats.update(chunks=len(chunk_bounds(T, threads)) - 1, reruns=reruns)
+    score, rows = _traceback(end.alpha, inputs["final"], bp_d, bp_prev)
+    score -= shift
     runs, labels = head._runs(torch.from_numpy(rows), T, codes)
     return float(score), runs.numpy(), labels

@@ -1365,6 +1365,44 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
     assert "need a GPU" in assert_one_line_error(code, stdout, stderr)
 
 
+def test_lean_viterbi_in_chunks_keeps_the_gene_models(mini, tmp_path, monkeypatch):
+    """A long contig's lean Viterbi is scanned in chunks on the cores it is given: the same GFF3
+    as one sequential scan, whether every chunk's warm-up reaches its predecessor's state (a
+    warm-up from the contig's start) or none does (no warm-up: each chunk scanned again)."""
+    from genoseg.annotate import pipeline
+    from genoseg.crf import phase_viterbi, threads
+
+    monkeypatch.setattr(pipeline, "LEAN_MIN_LENGTH", 100)
+    monkeypatch.setattr(pipeline, "PACK_CELLS", 80)  # one contig per group
+    monkeypatch.setattr(pipeline, "lean_workers", lambda lengths: 1)
+    monkeypatch.setattr(threads, "available_cores", lambda: 4)
+    monkeypatch.setattr(phase_viterbi, "MIN_CHUNK", 60)
+    chunk_runs = []
+    real_scan = phase_viterbi.chunked_scan
+
+    def scan(*args):
+        end, shift, reruns = real_scan(*args)
+        chunk_runs.append((len(phase_viterbi.chunk_bounds(args[1], args[4])) - 1, reruns))
+        return end, shift, reruns
+
+    monkeypatch.setattr(phase_viterbi, "chunked_scan", scan)
+    outputs = {}
+    for name, cores, warmup in (("one", 1, 0), ("from_start", 4, 10**9), ("none", 4, 0)):
+        monkeypatch.setattr(threads, "available_cores", lambda c=cores: c)
+        monkeypatch.setattr(phase_viterbi, "WARMUP", warmup)
+        chunk_runs.clear()
+        out = tmp_path / f"{name}.gff3"
+        invoke("annotate", mini["fa"], "-o", out, "-q")
+        outputs[name] = out.read_text()
+        if name == "one":
+            assert {n for n, _ in chunk_runs} == {1}
+        else:
+            assert max(n for n, _ in chunk_runs) == 4
+            assert all(r == (0 if warmup else n - 1) for n, r in chunk_runs)
+    assert outputs["from_start"] == outputs["one"] == outputs["none"]
+    assert "\tgene\t" in outputs["one"]
+
+
 def test_lean_decodes_overlap_the_encoder_and_keep_the_outputs(mini, tmp_path, monkeypatch):
     """Long contigs: each one's lean Viterbi runs on a worker thread while the encoder scores
     the next, at most ``lean_workers`` at once. One at a time (the encoder of the next still

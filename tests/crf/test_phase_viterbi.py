@@ -14,6 +14,7 @@ from genoseg.crf.phase_head import PhaseGeneHead, encode_sequences
 from genoseg.labels.scheme import load_scheme
 
 pytestmark = pytest.mark.skipif(not phase_viterbi.available(), reason="needs numba")
+NEG_INF = float("-inf")
 SCHEME = load_scheme(Path(__file__).resolve().parents[2] / "configs/schemes/gene_basic.toml")
 
 
@@ -82,3 +83,77 @@ def test_lean_viterbi_decodes_exons_ending_in_ta_before_the_donor(strand):
                                               complete_genes=True)
     np.testing.assert_array_equal(rows, ref_rows[0].numpy())
     assert labels == ref_labels[0]
+
+
+def chunk_case(seed: int):
+    """A random head on 24 kb of gene-rich sequence whose emissions favour intergenic in a 150-bp
+    stretch every 700 bp (where the best paths from all states meet)."""
+    head = random_head(seed)
+    seq = gene_rich_sequence(np.random.default_rng(seed), 16000, 24000)
+    T = len(seq)
+    codes = encode_sequences([seq], T)[0].numpy()
+    emissions = torch.randn(T, head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(seed)) * 2.0
+    emissions[:, 1] += 1.5
+    emissions[:, 3] += 1.5
+    for b in range(0, T, 700):
+        emissions[b:b + 150, 0] += 8.0
+    return head, emissions, codes
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_lean_viterbi_in_chunks_equals_one_scan(seed, monkeypatch):
+    """Four chunks on four threads: chunks whose warm-up met their predecessor's state are kept
+    (their scores shifted by a constant, taken off the total), the others scanned again; either
+    way the path and score of one sequential scan."""
+    head, emissions, codes = chunk_case(seed)
+    score, rows, labels = phase_viterbi.decode(head, emissions, codes)
+    assert sum(lab not in (None, "intergenic") for lab in labels) > 50
+    monkeypatch.setattr(phase_viterbi, "MIN_CHUNK", 6000)
+    for warmup in (5500, 0):
+        monkeypatch.setattr(phase_viterbi, "WARMUP", warmup)
+        stats = {}
+        chunked = phase_viterbi.decode(head, emissions, codes, threads=4, stats=stats)
+        assert stats["chunks"] == 4
+        # 5.5 kb of warm-up reaches the true state for some chunks of these seeds, none at all
+        assert stats["reruns"] < 3 if warmup else stats["reruns"] == 3
+        assert chunked[0] == pytest.approx(score, rel=1e-12, abs=1e-6)
+        np.testing.assert_array_equal(chunked[1], rows)
+        assert chunked[2] == labels
+
+
+def test_chunk_states_compare_live_starts_up_to_a_constant():
+    """_same_state: equal up to one constant (returned), within tolerance; a different finite
+    pattern, live start or score is a mismatch; starts no segment can use any more are not
+    compared."""
+    C, K, t = 3, 4, 10
+    me = np.full((20, 1), 20, dtype=np.int32)
+    me[9, 0] = 9  # a start at 9 whose open frame ended before 10: dead
+    c_me = np.zeros(C, dtype=np.int64)
+
+    def state(shift, ring):
+        s = phase_viterbi.ScanState(C, K)
+        s.alpha[:] = np.array([1.0, NEG_INF, 3.0]) + shift
+        for c, starts in ring.items():
+            for i, (pos, val) in enumerate(starts):
+                s.ring_pos[c, i], s.ring_val[c, i] = pos, val + shift
+            s.ring_n[c] = len(starts)
+        return s
+
+    ring = {0: [(7, 0.5), (8, 0.25)], 2: [(9, 4.0)]}
+
+    def compare(a, b):
+        return phase_viterbi._same_state(t, K, me, c_me, *a.arrays(), *b.arrays(), 1e-6, 1e-13)
+
+    assert compare(state(0.0, ring), state(-7.5, ring)) == (True, -7.5)
+    assert compare(state(0.0, ring), state(2.0, {0: ring[0]}))[0]  # only the dead start differs
+    old = {0: [(6, 9.0)] + ring[0], 2: ring[2]}  # 10 + 1 - 6 > K: too old to end anywhere
+    assert compare(state(0.0, old), state(1.0, ring))[0]
+    assert not compare(state(0.0, ring), state(0.0, {0: [(7, 0.5)], 2: ring[2]}))[0]
+    assert not compare(state(0.0, ring), state(0.0, {0: [(7, 0.5), (8, 0.2501)]}))[0]
+    b = state(0.0, ring)
+    b.alpha[1] = 0.0
+    assert not compare(state(0.0, ring), b)[0]
+    b = state(0.0, ring)
+    b.alpha[2] += 1e-3
+    assert not compare(state(0.0, ring), b)[0]
