@@ -8,7 +8,7 @@ machine, cores the run was allowed (``taskset -c 0 python benchmarks/annotate_sp
 both tools to one core), tool, command, genome bp, wall and CPU seconds, peak RSS MB, genes.
 
     python benchmarks/annotate_speed.py [--genome ../shared/data/dmel_augustus/test.fa.gz]
-        [--genoseg-args "--device cuda"] [--skip-augustus]
+        [--genoseg-args "--device cuda"] [--skip-augustus] [--keep-gff3 DIR]
 """
 
 from __future__ import annotations
@@ -59,12 +59,20 @@ def count_genes(gff3: Path) -> int:
     return sum(1 for line in gff3.read_text().splitlines() if "\tgene\t" in line)
 
 
+def keep(gff3: Path, folder: Path | None) -> None:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(gff3, folder / gff3.name)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--genome", default=str(ROOT.parent / "shared/data/dmel_augustus/test.fa.gz"))
     p.add_argument("--genoseg-args", default="", help="extra annotate arguments")
     p.add_argument("--skip-augustus", action="store_true")
     p.add_argument("--csv", type=Path, default=ROOT / "benchmarks/results/annotate_speed.csv")
+    p.add_argument("--keep-gff3", type=Path, metavar="DIR",
+                   help="copy each tool's GFF3 there (TOOL.gff3; replaced if present)")
     args = p.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +93,7 @@ def main(argv=None) -> int:
         rows.append(dict(tool="genoseg", command="genoseg annotate " + " ".join(cmd[4:]),
                          wall_s=f"{wall:.1f}", cpu_s=f"{cpu:.1f}", peak_rss_mb=f"{rss:.0f}",
                          genes=count_genes(out)))
+        keep(out, args.keep_gff3)
         if not args.skip_augustus:
             if shutil.which("augustus") is None:
                 p.error("augustus is not installed (apt-get install augustus), or --skip-augustus")
@@ -94,6 +103,7 @@ def main(argv=None) -> int:
                 wall, cpu, rss = timed(cmd, stdout=fh)
             rows.append(dict(tool="augustus", command=" ".join(cmd), wall_s=f"{wall:.1f}",
                              cpu_s=f"{cpu:.1f}", peak_rss_mb=f"{rss:.0f}", genes=count_genes(out)))
+            keep(out, args.keep_gff3)
     new = not args.csv.exists()
     with args.csv.open("a", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS)
