@@ -1,9 +1,8 @@
 #!/bin/bash
 # GPU annotate of one whole chromosome (fly chr2R, 21.1 Mb: one contig, so its gene models come
-# from the lean Viterbi on the host's cores while the card runs the encoder), new code then the previous
-# (runs/whl/prev, runs/commit_prev) in one call. Carry as for annotate_speed_gpu.sh, with
-# runs/data/chr2R.fa.gz
-# (../shared/data/dmel_augustus). Rows go to $OUT/annotate_speed.csv, each run's GFF3 to
+# from the lean Viterbi on the host's cores while the card runs the encoder), new code then the
+# previous (runs/whl/prev, runs/commit_prev) in one call. Carry as for annotate_speed_gpu.sh,
+# with runs/data/chr2R.fa.gz (../shared/data/dmel_augustus). Rows go to $OUT/annotate_speed.csv, each run's GFF3 to
 # $OUT/gff3_VERSION/genoseg.gff3 (the two should hold the same features).
 set -u
 for v in prev new; do
