@@ -597,8 +597,8 @@ def _lean_decode(model, seqid: str, length: int, codes: np.ndarray, em: torch.Te
         model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete",
         threads=threads, stats=stats)
     if stats.get("reruns"):
-        log.info("%s: %d of %d Viterbi chunks did not meet their predecessor's state within "
-                 "the warm-up and were scanned again", seqid, stats["reruns"], stats["chunks"])
+        log.info("%s: Viterbi in %d chunks; %d chunk scans repeated (a warm-up that did not "
+                 "reach its predecessor's state)", seqid, stats["chunks"], stats["reruns"])
     if not np.isfinite(score):
         raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "
                          "contig")

@@ -21,8 +21,9 @@ reference's wherever the best path is unique (tests/crf/test_phase_viterbi.py).
 A chromosome is scanned in chunks on several threads (``chunked_scan``): each chunk but the
 first starts from a flat state WARMUP bases early and is kept only where its state at its first
 base equals its predecessor's end state up to a constant (then every later decision is the
-same); a chunk that fails the check is scanned again from that end state. On fly chr2R a flat
-start met the true state within 100-280 kb (two 3-Mb pieces, a start every 150 kb).
+same); chunks that fail the check are scanned again, at once, from those end states, until
+every check passes. On fly chr2R a flat start met the true state within 100-280 kb (two 3-Mb
+pieces, a start every 150 kb).
 """
 
 from __future__ import annotations
@@ -270,16 +271,28 @@ def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
                  c_me: np.ndarray) -> tuple[ScanState, float, int]:
     """The recursion over 0 <= t < T in chunks on ``threads`` threads (``scan(t0, t1,
     write_from, state)`` advances a state; numba releases the GIL). Returns the end state, the
-    constant by which its scores exceed the sequential scan's, and how many chunks were scanned
-    again because their warm-up did not reach their predecessor's state."""
+    constant by which its scores exceed the sequential scan's, and how many chunk scans were
+    repeated because a chunk's start did not match its predecessor's end.
+
+    Passes: the first scans every chunk, each from its warm-up; every later pass scans again,
+    at once, each chunk whose start state does not match its predecessor's current end state,
+    from that end state. Chunk 0 is exact, so pass k leaves at least chunks 0..k exact."""
     bounds = chunk_bounds(T, threads)
     n = len(bounds) - 1
+    if n == 1:
+        state = ScanState(C, K)
+        scan(0, T, 0, state)
+        return state, 0.0, 0
+
+    def check(j):  # (equal, chunk j's scores minus chunk j - 1's) at chunk j's first base
+        return _same_state(bounds[j], K, me, c_me, *ends[j - 1].arrays(), *starts[j].arrays(),
+                           STATE_ATOL, STATE_RTOL)
 
     def first_pass(j):
         if j == 0:
             state = ScanState(C, K)
             scan(0, bounds[1], 0, state)
-            return None, state
+            return state, state
         b = bounds[j]
         state = ScanState(C, K, alpha=0.0)
         scan(max(0, b - WARMUP), b, b, state)  # write_from = b: warm-up writes no pointers
@@ -287,26 +300,25 @@ def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
         scan(b, bounds[j + 1], b, state)
         return start, state
 
-    if n == 1:
-        return first_pass(0)[1], 0.0, 0
+    def again(j):
+        state = ends[j - 1].copy()
+        starts[j] = state.copy()
+        scan(bounds[j], bounds[j + 1], bounds[j], state)
+        return state
+
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=n) as pool:
-        passes = list(pool.map(first_pass, range(n)))
-    ends = [state for _start, state in passes]
-    shift = 0.0  # chunk j's scores minus the sequential scan's (the constants add up)
-    reruns = 0
-    for j in range(1, n):
-        b = bounds[j]
-        equal, step = _same_state(b, K, me, c_me, *ends[j - 1].arrays(),
-                                  *passes[j][0].arrays(), STATE_ATOL, STATE_RTOL)
-        if equal:
-            shift += step
-        else:
-            ends[j] = ends[j - 1].copy()
-            scan(b, bounds[j + 1], b, ends[j])
-            reruns += 1
-    return ends[-1], shift, reruns
+        starts, ends = map(list, zip(*pool.map(first_pass, range(n))))
+        repeated = 0
+        while True:
+            redo = [j for j in range(1, n) if not check(j)[0]]
+            if not redo:
+                break
+            repeated += len(redo)
+            for j, state in zip(redo, pool.map(again, redo)):
+                ends[j] = state
+    return ends[-1], sum(check(j)[1] for j in range(1, n)), repeated
 
 
 def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: bool = False,
@@ -320,7 +332,7 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     emissions: (T, n_outputs) CPU float tensor (the network's output); codes: (T,) uint8;
     ``columns``: ``head.grammar.sequence_columns(codes)``, when the caller has them;
     ``threads``: chunks of at least MIN_CHUNK bases scanned at once (``chunked_scan``);
-    ``stats``: filled with the number of chunks and of chunks scanned again.
+    ``stats``: filled with the number of chunks and of chunk scans repeated.
     """
     if numba is None:
         raise RuntimeError("the lean phase Viterbi needs numba")

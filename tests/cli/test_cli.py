@@ -1368,7 +1368,8 @@ def test_long_contigs_on_cpu_take_the_lean_viterbi(mini, tmp_path, monkeypatch):
 def test_lean_viterbi_in_chunks_keeps_the_gene_models(mini, tmp_path, monkeypatch):
     """A long contig's lean Viterbi is scanned in chunks on the cores it is given: the same GFF3
     as one sequential scan, whether every chunk's warm-up reaches its predecessor's state (a
-    warm-up from the contig's start) or none does (no warm-up: each chunk scanned again)."""
+    warm-up from the contig's start) or none does (no warm-up: each chunk scanned again, at
+    least once)."""
     from genoseg.annotate import pipeline
     from genoseg.crf import phase_viterbi, threads
 
@@ -1398,7 +1399,7 @@ def test_lean_viterbi_in_chunks_keeps_the_gene_models(mini, tmp_path, monkeypatc
             assert {n for n, _ in chunk_runs} == {1}
         else:
             assert max(n for n, _ in chunk_runs) == 4
-            assert all(r == (0 if warmup else n - 1) for n, r in chunk_runs)
+            assert all(r == 0 if warmup else r >= n - 1 for n, r in chunk_runs)
     assert outputs["from_start"] == outputs["one"] == outputs["none"]
     assert "\tgene\t" in outputs["one"]
 

@@ -104,8 +104,8 @@ def chunk_case(seed: int):
 @pytest.mark.parametrize("seed", [0, 3])
 def test_lean_viterbi_in_chunks_equals_one_scan(seed, monkeypatch):
     """Four chunks on four threads: chunks whose warm-up met their predecessor's state are kept
-    (their scores shifted by a constant, taken off the total), the others scanned again; either
-    way the path and score of one sequential scan."""
+    (their scores shifted by a constant, taken off the total), the others scanned again from
+    their predecessor's end; either way the path and score of one sequential scan."""
     head, emissions, codes = chunk_case(seed)
     score, rows, labels = phase_viterbi.decode(head, emissions, codes)
     assert sum(lab not in (None, "intergenic") for lab in labels) > 50
@@ -115,8 +115,9 @@ def test_lean_viterbi_in_chunks_equals_one_scan(seed, monkeypatch):
         stats = {}
         chunked = phase_viterbi.decode(head, emissions, codes, threads=4, stats=stats)
         assert stats["chunks"] == 4
-        # 5.5 kb of warm-up reaches the true state for some chunks of these seeds, none at all
-        assert stats["reruns"] < 3 if warmup else stats["reruns"] == 3
+        # 5.5 kb of warm-up reaches the true state for some chunks of these seeds; without it
+        # every chunk after the first is scanned again at least once
+        assert stats["reruns"] < 3 if warmup else stats["reruns"] >= 3
         assert chunked[0] == pytest.approx(score, rel=1e-12, abs=1e-6)
         np.testing.assert_array_equal(chunked[1], rows)
         assert chunked[2] == labels
