@@ -355,10 +355,12 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     sites = np.zeros((T, em.shape[1] - 5 + 1))
     sites[:, :-1] = em[:, 5:]
     del em
-    cols = g.sequence_columns(codes) if columns is None else columns
+    cols = g.sequence_columns(codes, lean=True) if columns is None else columns
     ok_s, ok_e = cols["start_ok"], cols["end_ok"]
     gc_s, gc_e = cols["start_gc"], cols["end_gc"]
-    me = np.minimum(cols["max_end"], T).astype(np.int32)
+    me = cols["max_end"]
+    if me.dtype != np.int32:  # the caller's columns (int64, values past T)
+        me = np.minimum(me, T).astype(np.int32)
     del cols
     index = g.column_index()
     with torch.no_grad():

@@ -271,7 +271,7 @@ class PhaseGrammar:
     # Per-sequence constraints
     # ------------------------------------------------------------------------------------------
 
-    def sequence_columns(self, codes: np.ndarray) -> dict[str, np.ndarray]:
+    def sequence_columns(self, codes: np.ndarray, lean: bool = False) -> dict[str, np.ndarray]:
         """The sequence's hard constraints as their DISTINCT columns; ``column_index`` says which
         column each state uses (many states share one: every + stop-ending exon the same stop
         mask, every exon label of one frame the same stop limit). Keys: ``start_ok`` /
@@ -285,15 +285,22 @@ class PhaseGrammar:
         cut (a ``CutRun``), so they never make a "complete" gene. One exception: the + codon
         head at 0 may not be a stop codon. It is the first codon of the CDS the path reads
         there (frame 0), and no piece checks a head for stops, so a gene cut at 0 would begin
-        with one (a partial gene model must translate)."""
+        with one (a partial gene model must translate).
+
+        ``lean``: ``max_end`` clipped at T, as int32 (the lean Viterbi's form: no segment ends
+        past T; half the memory, and no second pass over the stacked array)."""
         T = len(codes)
         sites = codons.site_masks(codes)
+        no_limit = T if lean else np.iinfo(np.int64).max // 2
         cols = {key: [value] for key, value in (
             ("start_ok", np.ones(T, dtype=bool)), ("end_ok", np.ones(T, dtype=bool)),
             ("start_gc", np.zeros(T, dtype=bool)), ("end_gc", np.zeros(T, dtype=bool)),
-            ("max_end", np.full(T, np.iinfo(np.int64).max // 2, dtype=np.int64)))}
+            ("max_end", np.full(T, no_limit, dtype=np.int32 if lean else np.int64)))}
         for (key, _), make in self._column_recipes().items():
-            cols[key].append(make(codes, sites))
+            column = make(codes, sites)
+            if lean and key == "max_end":
+                column = np.minimum(column, T).astype(np.int32)
+            cols[key].append(column)
         out = {key: np.stack(v, axis=1) for key, v in cols.items()}
         if T:
             out["start_ok"][0], out["end_ok"][T - 1] = True, True

@@ -158,3 +158,23 @@ def test_chunk_states_compare_live_starts_up_to_a_constant():
     b = state(0.0, ring)
     b.alpha[2] += 1e-3
     assert not compare(state(0.0, ring), b)[0]
+
+
+def test_lean_columns_are_the_columns_with_max_end_clipped_to_int32():
+    """The lean Viterbi's own columns (``sequence_columns(codes, lean=True)``) equal the dense
+    paths' columns, max_end clipped at T as int32; it decodes the same either way."""
+    head = random_head(1)
+    seq = gene_rich_sequence(np.random.default_rng(1), 900, 2000)
+    codes = encode_sequences([seq], len(seq))[0].numpy()
+    dense = head.grammar.sequence_columns(codes)
+    lean = head.grammar.sequence_columns(codes, lean=True)
+    assert lean["max_end"].dtype == np.int32 and dense["max_end"].max() > len(seq)
+    np.testing.assert_array_equal(lean["max_end"], np.minimum(dense["max_end"], len(seq)))
+    for key in ("start_ok", "end_ok", "start_gc", "end_gc"):
+        np.testing.assert_array_equal(lean[key], dense[key])
+    emissions = torch.randn(len(seq), head.n_outputs, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(1)) * 2.0
+    own = phase_viterbi.decode(head, emissions, codes)
+    given = phase_viterbi.decode(head, emissions, codes, columns=dense)
+    assert own[0] == given[0] and own[2] == given[2]
+    np.testing.assert_array_equal(own[1], given[1])
