@@ -54,12 +54,14 @@ def _jit(fn):
 @_jit
 def _scan(t0, t1, write_from, S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s, c_ok_e, c_gc_s,
           c_gc_e, c_me, site_s, site_e, content, cont_s, cont_e, pred_ptr, pred_idx, pred_w, dur,
-          init, gc_score, K, bp_d, bp_prev, alpha, ring_pos, ring_val, ring_front, ring_n):
+          init, gc_score, K, bp_d, bp_prev, alpha, ring_pos, ring_val, ring_front, ring_n,
+          ring_me):
     """Advance the recursion over positions t0 <= t < t1, from the state (alpha: best score of
-    a segment ending at t0 per state; the rings: each state's live starts) held in the last five
-    arrays, which are updated in place. Back-pointers are written for t >= write_from only: a
+    a segment ending at t0 per state; the rings: each state's live starts) held in the last six
+    arrays (``ScanState.arrays``), which are updated in place. Back-pointers are written for t >= write_from only: a
     chunk's warm-up leaves its predecessor's rows alone.
 
+    dur (C, K): the duration scores, state-major (a ring's window reads one row).
     bp_d (T + 1, C): best duration of a segment ending at u; bp_prev (T, C): best predecessor
     of a segment starting at s (both zero-filled, uint8/uint16, from the caller). ``content``
     (T, n) with cont_s / cont_e (C,): the coding-content bias columns (a single zero column and
@@ -90,32 +92,38 @@ def _scan(t0, t1, write_from, S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s,
             if write:
                 bp_prev[t, c] = arg
             if ring_n[c] == R:  # the oldest entry is too old by now anyway
-                ring_front[c] = (ring_front[c] + 1) % R
+                ring_front[c] = ring_front[c] + 1 if ring_front[c] + 1 < R else 0
                 ring_n[c] -= 1
-            j = (ring_front[c] + ring_n[c]) % R
+            j = ring_front[c] + ring_n[c]
+            if j >= R:
+                j -= R
             ring_pos[c, j] = t
             ring_val[c, j] = w
+            ring_me[c, j] = me[t, c_me[c]]
             ring_n[c] += 1
         # Segments ending at u = t + 1 (last base t).
         u = t + 1
         for c in range(C):
             # Drop starts from the front that can no longer end anywhere.
             while ring_n[c] > 0:
-                s0 = ring_pos[c, ring_front[c]]
-                if u - s0 > K or me[s0, c_me[c]] < u:
-                    ring_front[c] = (ring_front[c] + 1) % R
+                f = ring_front[c]
+                if u - ring_pos[c, f] > K or ring_me[c, f] < u:
+                    ring_front[c] = f + 1 if f + 1 < R else 0
                     ring_n[c] -= 1
                 else:
                     break
             best = NEG
             bd = 0
             if ring_n[c] > 0 and ok_e[t, c_ok_e[c]]:
+                j = ring_front[c] - 1
                 for i in range(ring_n[c]):
-                    j = (ring_front[c] + i) % R
-                    s = ring_pos[c, j]
-                    if me[s, c_me[c]] < u:
+                    j += 1
+                    if j == R:  # the ring wraps (a compare: cheaper than % R in this loop)
+                        j = 0
+                    if ring_me[c, j] < u:
                         continue
-                    v = ring_val[c, j] + dur[u - s - 1, c]
+                    v = ring_val[c, j] + dur[c, u - ring_pos[c, j] - 1]
+                    s = ring_pos[c, j]
                     if v > best:
                         best = v
                         bd = u - s
@@ -183,12 +191,13 @@ def _live(t, K, me, c_me, c, ring_pos, ring_val, ring_front, ring_n, pos_out, va
 
 
 @_jit
-def _same_state(t, K, me, c_me, a, a_pos, a_val, a_front, a_n, b, b_pos, b_val, b_front, b_n,
-                atol, rtol):
+def _same_state(t, K, me, c_me, a, a_pos, a_val, a_front, a_n, a_me, b, b_pos, b_val, b_front,
+                b_n, b_me, atol, rtol):
     """Whether two recursion states after scanning up to t (t excluded) are equal up to one
     additive constant: the
     same finite alphas and the same live ring starts (positions), every score differing by the
-    same amount within atol + rtol * |score|. Returns (equal, b - a)."""
+    same amount within atol + rtol * |score|. Returns (equal, b - a). (a_me, b_me: the rings'
+    copies of max_end, which the positions determine.)"""
     C = a.shape[0]
     shift = np.nan
     for c in range(C):
@@ -234,14 +243,18 @@ class ScanState:
         self.ring_val = np.zeros((C, K + 1))
         self.ring_front = np.zeros(C, dtype=np.int64)
         self.ring_n = np.zeros(C, dtype=np.int64)
+        # each ring entry's max_end, copied at its start: the duration loop reads it beside
+        # the entry instead of from the (T, n) columns
+        self.ring_me = np.zeros((C, K + 1), dtype=np.int32)
 
     def arrays(self) -> tuple:
-        return self.alpha, self.ring_pos, self.ring_val, self.ring_front, self.ring_n
+        return (self.alpha, self.ring_pos, self.ring_val, self.ring_front, self.ring_n,
+                self.ring_me)
 
     def copy(self) -> "ScanState":
         out = ScanState.__new__(ScanState)
-        out.alpha, out.ring_pos, out.ring_val, out.ring_front, out.ring_n = (
-            a.copy() for a in self.arrays())
+        (out.alpha, out.ring_pos, out.ring_val, out.ring_front, out.ring_n,
+         out.ring_me) = (a.copy() for a in self.arrays())
         return out
 
 
@@ -376,7 +389,7 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
         S, sites, ok_s, ok_e, gc_s, gc_e, me, g.class_of(),
         index["start_ok"], index["end_ok"], index["start_gc"], index["end_gc"], c_me,
         head.start_site.cpu().numpy(), head.end_site.cpu().numpy(), content, cont_s, cont_e,
-        pred_ptr, pred_idx, pred_w, inputs["durations"], inputs["init"],
+        pred_ptr, pred_idx, pred_w, np.ascontiguousarray(inputs["durations"].T), inputs["init"],
         float(head.gc_donor.detach()), head.K, bp_d, bp_prev)
 
     def scan(t0, t1, write_from, state):
