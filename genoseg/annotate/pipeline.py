@@ -557,9 +557,10 @@ def _pack_cells(device) -> int:
     return max(PACK_CELLS, int(GPU_PACK_SHARE * free / GPU_BYTES_PER_CELL))
 
 
-# Peak memory of one contig through the lean Viterbi, per base: 13.2 GB for chr2R (21.1 Mb) on
-# the CPU, encoder and inputs included, with a margin for the next contig's scores.
-LEAN_BYTES_PER_BASE = 700
+# Peak memory of one contig through the lean Viterbi, per base: 9.5 GB for chr2R (21.1 Mb) on
+# the CPU since its max_end columns are int32 (13.2 GB before), encoder and inputs included,
+# with a margin for the next contig's scores.
+LEAN_BYTES_PER_BASE = 520
 
 
 def lean_workers(lean_lengths: list[int]) -> int:
