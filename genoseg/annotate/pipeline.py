@@ -597,9 +597,10 @@ def _lean_decode(model, seqid: str, length: int, codes: np.ndarray, em: torch.Te
     score, segments, run_labels = phase_viterbi.decode(
         model.head, em, codes, complete_genes=cfg.annotate.gene_model == "complete",
         threads=threads, stats=stats)
-    if stats.get("reruns"):
-        log.info("%s: Viterbi in %d chunks; %d chunk scans repeated (a warm-up that did not "
-                 "reach its predecessor's state)", seqid, stats["chunks"], stats["reruns"])
+    if stats["chunks"] > 1:
+        log.info("%s: Viterbi in %d chunks on %d threads; %d chunk scans repeated (a warm-up "
+                 "that did not reach its predecessor's state)", seqid, stats["chunks"], threads,
+                 stats["reruns"])
     if not np.isfinite(score):
         raise InputError(f"{seqid}: the model's label scheme allows no segmentation of this "
                          "contig")
