@@ -16,20 +16,12 @@
 # - bytecode goes to /tmp: the device's venv has no .pyc files and cannot write them, and
 #   compiling ~950 modules cost 3.5 s a process, which a normal install does not pay.
 set -u
-for v in old new; do
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site_$v runs/whl/$v/*.whl \
-    runs/whl/deps/*.whl 2>/dev/null || { echo "wheel install failed ($v)"; exit 1; }
-done
-export PYTHONUNBUFFERED=1 PYTHONPYCACHEPREFIX=/tmp/pyc
+source benchmarks/device/common.sh
+install_wheels old new
 nvidia-smi -L
 G=$PWD/runs/data/test.fa.gz
 cd runs/snap
 export PATH=$PWD/../aug/bin:$PATH
-for v in old new; do PYTHONPATH=/tmp/site_$v python3 -c "import genoseg.cli, torch, numba, triton"; done
-row() {  # version, extra annotate_speed.py arguments
-  PYTHONPATH=/tmp/site_$1 python3 -c "import genoseg; print(genoseg.__file__)"
-  GENOSEG_COMMIT=$(cat ../commit_$1) PYTHONPATH=/tmp/site_$1 timeout 150 \
-    python3 benchmarks/annotate_speed.py --csv "$OUT/annotate_speed.csv" --genome "$G" \
-    --genoseg-args "--device cuda" "${@:2}" 2>&1 | grep -v "^genoseg: semi"
-}
+warm_imports old new
+row() { annotate_row "$1" 150 "$G" "${@:2}"; }  # version, extra annotate_speed.py arguments
 row old --skip-augustus; row new --skip-augustus; row old --skip-augustus; row new
