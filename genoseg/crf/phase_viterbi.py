@@ -262,8 +262,8 @@ class ScanState:
 # the first starts WARMUP bases early from a flat state (alpha 0 everywhere) and is kept only if
 # its state at its first base equals its predecessor's end state up to one constant: from equal
 # states (up to a constant) the max-plus recursion takes the same decisions. In a genome the best
-# paths from all states meet in the first confident intergenic stretch, so that is the rule; a
-# chunk that fails the check is scanned again from its predecessor's end state.
+# paths from all states meet in the first confident intergenic stretch, so that is the rule;
+# chunks that fail the check are scanned again from their predecessors' end states.
 MIN_CHUNK = 1_000_000
 WARMUP = 400_000
 # Scores are float64 sums of float32 network outputs, in absolute units (up to ~1e7 on a
@@ -329,7 +329,8 @@ def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
             if not redo:
                 break
             repeated += len(redo)
-            for j, state in zip(redo, pool.map(again, redo)):
+            # every scan of the pass starts from the end states of the pass before
+            for j, state in zip(redo, list(pool.map(again, redo))):
                 ends[j] = state
     return ends[-1], sum(check(j)[1] for j in range(1, n)), repeated
 
