@@ -365,6 +365,9 @@ def annotate(model, meta: dict, genome: str, outputs: AnnotateOutputs, *, device
     On a CPU, "auto" here means the compiled CPU twin (``genoseg.crf.cpu``) where numba is
     installed: the same results to float64 rounding, several times faster than the reference.
     """
+    from genoseg.crf.threads import limit_torch_threads
+
+    limit_torch_threads()
     with crf.use(backend):
         if crf.current_backend() == "auto" and torch.device(device).type == "cpu":
             from genoseg.crf import cpu as crf_cpu

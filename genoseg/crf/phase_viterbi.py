@@ -58,8 +58,8 @@ def _scan(t0, t1, write_from, S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s,
           ring_me):
     """Advance the recursion over positions t0 <= t < t1, from the state (alpha: best score of
     a segment ending at t0 per state; the rings: each state's live starts) held in the last six
-    arrays (``ScanState.arrays``), which are updated in place. Back-pointers are written for t >= write_from only: a
-    chunk's warm-up leaves its predecessor's rows alone.
+    arrays (``ScanState.arrays``), which are updated in place. Back-pointers are written for
+    t >= write_from only: a chunk's warm-up leaves its predecessor's rows alone.
 
     dur (C, K): the duration scores, state-major (a ring's window reads one row).
     bp_d (T + 1, C): best duration of a segment ending at u; bp_prev (T, C): best predecessor

@@ -241,6 +241,9 @@ def train(cfg: GenosegConfig, inputs: TrainInputs, out_dir: str | os.PathLike, *
     the choice in force, see ``genoseg.crf.backend``). It is checked before any input is read
     and is not part of the config, so a run may resume on another backend.
     """
+    from genoseg.crf.threads import limit_torch_threads
+
+    limit_torch_threads()
     device = pick_device(cfg.train.device)
     with crf.use(backend):
         return _train(cfg, inputs, out_dir, device, crf.resolve(device), command=command,

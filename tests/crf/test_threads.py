@@ -74,3 +74,46 @@ def test_available_memory_takes_the_tightest_cgroup_limit(tmp_path):
 
 def test_available_memory_unknown_is_none(tmp_path):
     assert threads.available_memory(str(tmp_path)) is None
+
+
+def test_available_cores_takes_the_tightest_cpu_quota(tmp_path, monkeypatch):
+    """The CPU affinity, lowered to the CPU quota (rounded up) of this process's cgroup or of
+    one above it: a container started with ``--cpus 2.5`` on a 64-core host gets 3 threads, not
+    64."""
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert threads.available_cores(str(tmp_path)) == 64  # no cgroup file: the affinity
+    # cgroup v2: a quota of 2.5 CPUs on the container, none below it
+    _write(tmp_path / "proc/self/cgroup", "0::/box/inner\n")
+    quotas = {".": "max 100000", "box": "250000 100000", "box/inner": "max 100000"}
+    for path, text in quotas.items():
+        _write(tmp_path / "sys/fs/cgroup" / path / "cpu.max", text + "\n")
+    assert threads.available_cores(str(tmp_path)) == 3
+    # cgroup v1, cpu and cpuacct mounted together; -1 is no quota; under one CPU still gets one
+    _write(tmp_path / "proc/self/cgroup", "3:cpuset:/\n2:cpu,cpuacct:/job\n1:memory:/\n")
+    v1 = tmp_path / "sys/fs/cgroup/cpu,cpuacct"
+    for path, quota in {".": -1, "job": 50000}.items():
+        _write(v1 / path / "cpu.cfs_quota_us", f"{quota}\n")
+        _write(v1 / path / "cpu.cfs_period_us", "100000\n")
+    assert threads.available_cores(str(tmp_path)) == 1
+    _write(v1 / "job/cpu.cfs_quota_us", "-1\n")
+    assert threads.available_cores(str(tmp_path)) == 64
+    # an affinity narrower than the quota wins
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1})
+    _write(v1 / "job/cpu.cfs_quota_us", "800000\n")
+    assert threads.available_cores(str(tmp_path)) == 2
+
+
+def test_torch_threads_are_lowered_to_the_available_cores(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        monkeypatch.setattr(threads, "available_cores", lambda: 3)
+        threads.limit_torch_threads()
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(threads, "available_cores", lambda: 16)
+        threads.limit_torch_threads()  # never raised
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
