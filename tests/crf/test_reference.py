@@ -670,4 +670,7 @@ def test_long_sequence_time_and_memory():
     # float32 rounding may put a probability a few ulps outside [0, 1]
     assert -1e-6 <= r["bp_min"] and r["bp_max"] <= 1 + 1e-6
     assert r["bp_last"] == pytest.approx(1.0, abs=1e-3)
-    assert r["posteriors_call"]["peak_growth"] < full_tensor / 4, r["posteriors_call"]
+    # Measured 110-123 MB (allocator noise; 123 MB failed the earlier bound of a quarter, 122 MB):
+    # a third (163 MB) still fails for any (T, K) float32 buffer on top (122 MB), let alone the
+    # (T, K, C) one (488 MB).
+    assert r["posteriors_call"]["peak_growth"] < full_tensor / 3, r["posteriors_call"]
