@@ -122,8 +122,8 @@ def _scan(t0, t1, write_from, S, sites, ok_s, ok_e, gc_s, gc_e, me, cls, c_ok_s,
                         j = 0
                     if ring_me[c, j] < u:
                         continue
-                    v = ring_val[c, j] + dur[c, u - ring_pos[c, j] - 1]
                     s = ring_pos[c, j]
+                    v = ring_val[c, j] + dur[c, u - s - 1]
                     if v > best:
                         best = v
                         bd = u - s
@@ -175,7 +175,7 @@ def _traceback(alpha, final, bp_d, bp_prev):
 
 
 @_jit
-def _live(t, K, me, c_me, c, ring_pos, ring_val, ring_front, ring_n, pos_out, val_out):
+def _live(t, K, c, ring_pos, ring_val, ring_front, ring_n, ring_me, pos_out, val_out):
     """State c's ring entries that a segment ending at t + 1 or later can still use (the
     state after scanning up to t), oldest first, into pos_out / val_out; returns how many."""
     R = K + 1
@@ -183,7 +183,7 @@ def _live(t, K, me, c_me, c, ring_pos, ring_val, ring_front, ring_n, pos_out, va
     for i in range(ring_n[c]):
         j = (ring_front[c] + i) % R
         s = ring_pos[c, j]
-        if t + 1 - s <= K and me[s, c_me[c]] >= t + 1:
+        if t + 1 - s <= K and ring_me[c, j] >= t + 1:
             pos_out[n] = s
             val_out[n] = ring_val[c, j]
             n += 1
@@ -191,13 +191,11 @@ def _live(t, K, me, c_me, c, ring_pos, ring_val, ring_front, ring_n, pos_out, va
 
 
 @_jit
-def _same_state(t, K, me, c_me, a, a_pos, a_val, a_front, a_n, a_me, b, b_pos, b_val, b_front,
-                b_n, b_me, atol, rtol):
+def _same_state(t, K, a, a_pos, a_val, a_front, a_n, a_me, b, b_pos, b_val, b_front, b_n, b_me,
+                atol, rtol):
     """Whether two recursion states after scanning up to t (t excluded) are equal up to one
-    additive constant: the
-    same finite alphas and the same live ring starts (positions), every score differing by the
-    same amount within atol + rtol * |score|. Returns (equal, b - a). (a_me, b_me: the rings'
-    copies of max_end, which the positions determine.)"""
+    additive constant: the same finite alphas and the same live ring starts (positions), every
+    score differing by the same amount within atol + rtol * |score|. Returns (equal, b - a)."""
     C = a.shape[0]
     shift = np.nan
     for c in range(C):
@@ -216,8 +214,8 @@ def _same_state(t, K, me, c_me, a, a_pos, a_val, a_front, a_n, a_me, b, b_pos, b
     pb = np.empty(R, dtype=np.int64)
     vb = np.empty(R)
     for c in range(C):
-        na = _live(t, K, me, c_me, c, a_pos, a_val, a_front, a_n, pa, va)
-        nb = _live(t, K, me, c_me, c, b_pos, b_val, b_front, b_n, pb, vb)
+        na = _live(t, K, c, a_pos, a_val, a_front, a_n, a_me, pa, va)
+        nb = _live(t, K, c, b_pos, b_val, b_front, b_n, b_me, pb, vb)
         if na != nb:
             return False, 0.0
         for i in range(na):
@@ -280,8 +278,7 @@ def chunk_bounds(T: int, threads: int) -> list[int]:
     return [round(j * T / n) for j in range(n + 1)]
 
 
-def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
-                 c_me: np.ndarray) -> tuple[ScanState, float, int]:
+def chunked_scan(scan, T: int, C: int, K: int, threads: int) -> tuple[ScanState, float, int]:
     """The recursion over 0 <= t < T in chunks on ``threads`` threads (``scan(t0, t1,
     write_from, state)`` advances a state; numba releases the GIL). Returns the end state, the
     constant by which its scores exceed the sequential scan's, and how many chunk scans were
@@ -298,8 +295,8 @@ def chunked_scan(scan, T: int, C: int, K: int, threads: int, me: np.ndarray,
         return state, 0.0, 0
 
     def check(j):  # (equal, chunk j's scores minus chunk j - 1's) at chunk j's first base
-        return _same_state(bounds[j], K, me, c_me, *ends[j - 1].arrays(), *starts[j].arrays(),
-                           STATE_ATOL, STATE_RTOL)
+        return _same_state(bounds[j], K, *ends[j - 1].arrays(), *starts[j].arrays(), STATE_ATOL,
+                           STATE_RTOL)
 
     def first_pass(j):
         if j == 0:
@@ -396,7 +393,7 @@ def decode(head, emissions: torch.Tensor, codes: np.ndarray, complete_genes: boo
     def scan(t0, t1, write_from, state):
         _scan(t0, t1, write_from, *inputs_of_scan, *state.arrays())
 
-    end, shift, reruns = chunked_scan(scan, T, C, head.K, threads, me, c_me)
+    end, shift, reruns = chunked_scan(scan, T, C, head.K, threads)
     if stats is not None:
         stats.update(chunks=len(chunk_bounds(T, threads)) - 1, reruns=reruns)
     score, rows = _traceback(end.alpha, inputs["final"], bp_d, bp_prev)

@@ -128,9 +128,8 @@ def test_chunk_states_compare_live_starts_up_to_a_constant():
     pattern, live start or score is a mismatch; starts no segment can use any more are not
     compared."""
     C, K, t = 3, 4, 10
-    me = np.full((20, 1), 20, dtype=np.int32)
-    me[9, 0] = 9  # a start at 9 whose open frame ended before 10: dead
-    c_me = np.zeros(C, dtype=np.int64)
+    max_end = np.full(20, 20, dtype=np.int32)  # each start's, as the scan copies it to its ring
+    max_end[9] = 9  # a start at 9 whose open frame ended before 10: dead
 
     def state(shift, ring):
         s = phase_viterbi.ScanState(C, K)
@@ -138,13 +137,14 @@ def test_chunk_states_compare_live_starts_up_to_a_constant():
         for c, starts in ring.items():
             for i, (pos, val) in enumerate(starts):
                 s.ring_pos[c, i], s.ring_val[c, i] = pos, val + shift
+                s.ring_me[c, i] = max_end[pos]
             s.ring_n[c] = len(starts)
         return s
 
     ring = {0: [(7, 0.5), (8, 0.25)], 2: [(9, 4.0)]}
 
     def compare(a, b):
-        return phase_viterbi._same_state(t, K, me, c_me, *a.arrays(), *b.arrays(), 1e-6, 1e-13)
+        return phase_viterbi._same_state(t, K, *a.arrays(), *b.arrays(), 1e-6, 1e-13)
 
     assert compare(state(0.0, ring), state(-7.5, ring)) == (True, -7.5)
     assert compare(state(0.0, ring), state(2.0, {0: ring[0]}))[0]  # only the dead start differs
